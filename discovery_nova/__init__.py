@@ -1,0 +1,1 @@
+"""discovery-nova: many small Nova deployments cooperating as one cloud."""

@@ -1,0 +1,59 @@
+"""Options that say which PoP this is: its identity and where it sits."""
+
+from oslo_config import cfg
+
+discovery_group = cfg.OptGroup(
+    'discovery',
+    title='PoP identity',
+    help="""
+Identity of this point of presence (PoP): the name the other PoPs know it by
+and the tags that describe where it is.
+""")
+
+discovery_opts = [
+    cfg.StrOpt(
+        'pop_name',
+        regex=r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$',
+        help="""
+Name of this point of presence.
+
+Every service of one PoP (overlay agent, conductor, scheduler plugins) uses
+the same name; it is this PoP's member id in the overlay, its ring identifier
+is derived from it, and the scheduler matches it against the ``pop`` metadata
+of host aggregates.
+
+Possible values:
+
+* A short name of letters, digits, ``-``, ``_`` and ``.``, starting with a
+  letter or digit, at most 63 characters. Unset means "use the host name"
+  (shortened to the first label).
+
+Related options:
+
+* ``[discovery] pop_tags``
+"""),
+    cfg.ListOpt(
+        'pop_tags',
+        default=[],
+        help="""
+Tags describing this PoP, such as its country or jurisdiction.
+
+Possible values:
+
+* A comma-separated list of ``key:value`` or plain tags, e.g.
+  ``country:FR,renewable``.
+
+Related options:
+
+* ``[discovery] pop_name``
+"""),
+]
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    conf.register_group(discovery_group)
+    conf.register_opts(discovery_opts, group=discovery_group)
+
+
+def list_opts() -> dict:
+    return {discovery_group: discovery_opts}

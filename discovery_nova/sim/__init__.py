@@ -1,0 +1,1 @@
+"""Simulation of the overlay: production classes, virtual clock, RTT matrix."""
