@@ -27,3 +27,7 @@ class RoutingFailed(OverlayError):
 
 class MembershipUnavailable(OverlayError):
     """The membership backend cannot be reached or refused the operation."""
+
+
+class ConnectionClosed(OverlayError):
+    """The peer closed an overlay connection (or it was closed locally)."""

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Builds what discovery-nova needs on a fresh machine, idempotently:
+#   - a virtualenv in .venv with the package, its requirements and the test
+#     requirements (skipped when the requirement files did not change);
+#   - Debian's etcd-server, for the membership tests against a real etcd
+#     (only when running as root with apt-get; otherwise those tests skip
+#     and say how to install it).
+# Used by quickstart.sh and run_tests.sh; safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "bootstrap: creating virtualenv $VENV"
+    "$PYTHON" -m venv "$VENV"
+fi
+
+stamp="$VENV/.discovery-nova-requirements"
+want=$(cat requirements.txt test-requirements.txt setup.cfg | sha256sum | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || \
+        ! "$VENV/bin/python" -c 'import discovery_nova' 2>/dev/null; then
+    echo "bootstrap: installing requirements into $VENV (first run takes a few minutes)"
+    "$VENV/bin/pip" install -q --upgrade pip wheel setuptools
+    "$VENV/bin/pip" install -q -r requirements.txt -r test-requirements.txt
+    "$VENV/bin/pip" install -q -e .
+    echo "$want" > "$stamp"
+fi
+
+if ! command -v etcd >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "bootstrap: installing Debian's etcd-server for the etcd membership tests"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >/dev/null 2>&1 || true
+        apt-get install -y -qq etcd-server >/dev/null 2>&1 || \
+            echo "bootstrap: could not install etcd-server; etcd tests will skip"
+    else
+        echo "bootstrap: no etcd binary (apt-get install etcd-server); etcd tests will skip"
+    fi
+fi
