@@ -38,11 +38,18 @@ class Coordinate:
     @classmethod
     def from_wire(cls, value, dimensions: int | None = None) -> 'Coordinate':
         """Parse ``[[x1, ..., xn], height]`` from the network, strictly."""
+        def real(x) -> bool:
+            # JSON numbers only: no strings, no booleans.
+            return isinstance(x, (int, float)) and not isinstance(x, bool)
+
         try:
             vec, height = value
+            if (not isinstance(vec, (list, tuple)) or
+                    not all(real(x) for x in vec) or not real(height)):
+                raise TypeError('not numbers')
             vec = tuple(float(x) for x in vec)
             height = float(height)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise ValueError(
                 'a coordinate is [[x1, ..., xn], height] of numbers, got %r'
                 % (value,)) from exc

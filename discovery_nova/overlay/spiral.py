@@ -1,0 +1,948 @@
+"""Spiral search for the nearest peers, with the learning rule (DISCOVERY).
+
+Each node keeps a *near set* (the peers closest to itself) and a few *long
+links* (random peers, mostly far away). A search for
+the peers nearest to a point (by default the searching node itself) carries
+a *spiral view*: peers with their coordinates, sorted by distance to that
+point. Every node the search reaches merges its near set and long links into
+the view and passes the search on to the closest peer of the view not yet
+visited, so the search winds inwards towards the point like a spiral; the
+long links keep it from being stuck in a region whose near sets all point at
+each other. After ``k`` visits the last node sends the view back to the
+origin, which probes up to ``2k`` candidates and ranks them by measured
+round-trip time, so the answer does not inherit the coordinates' errors.
+
+Coordinates blur short distances: with a median error of 10 %, a 100 ms
+path is known to +-10 ms, about the RTT from a PlanetLab node to its tenth
+nearest neighbour (median 11.6 ms). So a node ranks its near set by the RTT it measured itself
+(its Vivaldi probes, its searches' probes) wherever it has one and by the
+coordinates otherwise, remembers the RTTs of the last ``rtt_memory`` peers
+it measured, and spends a search's probes on the most promising peers it
+has never measured. Each search thus pushes the near set closer to the
+truly nearest peers instead of re-measuring the same near-looking ones.
+
+The learning rule costs no message: a node the search passes through keeps,
+in its own near set, the peers of the view closest to itself. Searches by
+others therefore improve everyone's near set along their way, and later
+searches start from better near sets.
+
+Every hop is acknowledged; a node whose next hop does not acknowledge within
+``hop_timeout`` skips it and tries the next candidate, and the origin gives
+up on a search that has not come back within ``hop_timeout`` per possible
+hop, ending with what it had. A search costs ``2 * hops + 1`` messages
+(forward, acknowledgement, one reply) plus the probes of the origin: O(k).
+
+The class is sans-IO: it sends through an ``Endpoint`` and measures through
+a ``Prober``, so the agent and the simulator run the very same code.
+"""
+
+import dataclasses
+import itertools
+import math
+import random
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from oslo_log import log as logging
+
+from discovery_nova.overlay.coordinates import Coordinate
+from discovery_nova.overlay.endpoint import Endpoint
+from discovery_nova.overlay.errors import InvalidMessage
+from discovery_nova.overlay.peer import PeerRef
+from discovery_nova.overlay.probe import Prober, RttSample
+
+LOG = logging.getLogger(__name__)
+
+REQUEST = 'spiral.request'
+ACK = 'spiral.ack'
+REPLY = 'spiral.reply'
+MESSAGE_TYPES = (REQUEST, ACK, REPLY)
+
+#: Protocol bounds that hold whatever the local options say, so that a
+#: peer cannot make us walk or store an unbounded list.
+MAX_K = 1024
+MAX_HOPS = 4096
+MAX_VIEW = 1024
+MAX_VISITED = 2 * MAX_HOPS + 1
+MAX_NAME = 255
+MAX_ADDRESS = 255
+MAX_SEARCH_ID = 128
+MAX_MESSAGES = 1 << 20
+MAX_DIMENSIONS = 64
+#: Age in seconds beyond which a coordinate is refused as nonsense.
+MAX_AGE = 10.0 * 365 * 86400
+
+_FIELDS = {
+    REQUEST: ('type', 'search', 'origin', 'origin_coord', 'k', 'max_hops',
+              'hops', 'messages', 'view', 'visited'),
+    ACK: ('type', 'search'),
+    REPLY: ('type', 'search', 'hops', 'messages', 'view', 'visited'),
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SpiralParams:
+    """Tuning of the spiral search; the first four mirror the options
+    ``near_set_size``, ``long_links``, ``spiral_k`` and ``spiral_max_hops``
+    of ``[discovery_overlay]``."""
+
+    near_set_size: int = 16
+    long_links: int = 4
+    spiral_k: int = 10
+    spiral_max_hops: int = 64
+    #: Seconds a node waits for the next hop's acknowledgement (and the
+    #: origin for each of its probes) before moving on.
+    hop_timeout: float = 5.0
+    #: Whether the nodes a search passes through learn from its view.
+    learning: bool = True
+    #: Most entries a view carries; the farthest from the point are cut.
+    view_size: int = 32
+    #: The origin probes ``round(probe_factor * k)`` candidates.
+    probe_factor: float = 2.0
+    #: RTTs measured to this many recent peers are remembered, so that a
+    #: search spends its probes on peers never measured rather than on
+    #: the same near-looking but far peers again.
+    rtt_memory: int = 256
+
+    def __post_init__(self):
+        bounds = (('near_set_size', 1, MAX_VIEW), ('long_links', 0, 256),
+                  ('spiral_k', 1, MAX_K), ('spiral_max_hops', 1, MAX_HOPS),
+                  ('view_size', 1, MAX_VIEW), ('rtt_memory', 0, 1 << 20))
+        for field, low, high in bounds:
+            value = getattr(self, field)
+            if (not isinstance(value, int) or isinstance(value, bool) or
+                    not low <= value <= high):
+                raise ValueError('%s must be an integer from %d to %d, got '
+                                 '%r' % (field, low, high, value))
+        if not (math.isfinite(self.hop_timeout) and self.hop_timeout > 0):
+            raise ValueError('hop_timeout must be a positive number of '
+                             'seconds, got %r' % (self.hop_timeout,))
+        if not (math.isfinite(self.probe_factor) and
+                self.probe_factor >= 1.0):
+            raise ValueError('probe_factor must be at least 1, got %r'
+                             % (self.probe_factor,))
+
+    def probe_count(self, k: int) -> int:
+        return max(k, int(round(self.probe_factor * k)))
+
+    @classmethod
+    def from_options(cls, options: Any, **overrides) -> 'SpiralParams':
+        """Parameters from an option group such as
+        ``conf.discovery_overlay`` (``request_timeout`` gives
+        ``hop_timeout``); keyword arguments override."""
+        values = {
+            'near_set_size': options.near_set_size,
+            'long_links': options.long_links,
+            'spiral_k': options.spiral_k,
+            'spiral_max_hops': options.spiral_max_hops,
+            'hop_timeout': options.request_timeout,
+        }
+        values.update(overrides)
+        return cls(**values)
+
+
+class _Entry:
+    """A peer as one node knows it: where it is, since when, how far.
+
+    ``vec``/``height`` are the peer's coordinate as learned at ``learned``
+    (this node's clock); ``rtt`` is the round trip this node last measured
+    to it, None when it never did. ``wire`` is the form in which the entry
+    arrived, reused when it is passed on unchanged.
+    """
+
+    __slots__ = ('peer', 'vec', 'height', 'learned', 'rtt', 'wire')
+
+    def __init__(self, peer: PeerRef, vec: tuple, height: float,
+                 learned: float, rtt: float | None = None,
+                 wire: list | None = None):
+        self.peer = peer
+        self.vec = vec
+        self.height = height
+        self.learned = learned
+        self.rtt = rtt
+        self.wire = wire
+
+    @property
+    def coord(self) -> Coordinate:
+        return Coordinate(self.vec, self.height)
+
+    def set_coord(self, coord: Coordinate, learned: float) -> None:
+        self.vec = coord.vec
+        self.height = coord.height
+        self.learned = learned
+        self.wire = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NearPeer:
+    """A member of a node's near set."""
+
+    peer: PeerRef
+    coordinate: Coordinate
+    #: Predicted RTT (ms) from the node's current coordinate.
+    distance: float
+    #: Last RTT (ms) this node measured to the peer, None if never.
+    rtt_ms: float | None
+    #: Endpoint clock time at which this coordinate was learned.
+    learned: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RankedPeer:
+    """A search answer: a peer and how far it is."""
+
+    peer: PeerRef
+    #: Measured RTT from the searching node (``measured``), or the RTT the
+    #: coordinates predict to the searched point (a point search).
+    rtt_ms: float
+    coordinate: Coordinate
+    measured: bool = True
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SpiralResult:
+    """What a search found, nearest first, and what it cost."""
+
+    peers: list[RankedPeer]
+    #: Nodes that handled the search beyond the origin.
+    hops: int
+    #: Overlay messages: forwards, acknowledgements and the reply.
+    messages: int
+    #: Probes the origin sent to rank the candidates.
+    probes: int
+    visited: list[str]
+    #: The search did not come back in time; the answer is from the
+    #: origin's own tables only.
+    timed_out: bool = False
+
+
+@dataclasses.dataclass
+class SpiralStats:
+    """Counters of one node's spiral activity."""
+
+    searches_started: int = 0
+    searches_done: int = 0
+    searches_timed_out: int = 0
+    requests_handled: int = 0
+    hop_timeouts: int = 0
+    late_messages: int = 0
+    near_changes: int = 0
+
+
+class _Search:
+    """A search in flight, kept by the node that is passing it on."""
+
+    __slots__ = ('search_id', 'origin', 'point', 'k', 'max_hops', 'hops',
+                 'messages', 'view', 'visited')
+
+    def __init__(self, search_id: str, origin: list, point: list, k: int,
+                 max_hops: int, hops: int, messages: int,
+                 view: list[_Entry], visited: list[str]):
+        self.search_id = search_id
+        #: Origin peer and searched point, in wire form.
+        self.origin = origin
+        self.point = point
+        self.k = k
+        self.max_hops = max_hops
+        self.hops = hops
+        self.messages = messages
+        self.view = view
+        self.visited = visited
+
+
+class _Pending:
+    """The origin's record of one of its own searches."""
+
+    __slots__ = ('on_done', 'point', 'own', 'k', 'initial_view', 'timer',
+                 'samples', 'outstanding', 'launching', 'finished', 'hops',
+                 'messages', 'visited', 'timed_out', 'candidates', 'view',
+                 'known')
+
+    def __init__(self, on_done, point: Coordinate, own: bool, k: int,
+                 initial_view: list[_Entry]):
+        self.on_done = on_done
+        self.point = point
+        self.own = own
+        self.k = k
+        self.initial_view = initial_view
+        self.timer = None
+        self.samples: list = []
+        self.outstanding = 0
+        self.launching = False
+        self.finished = False
+        self.hops = 0
+        self.messages = 0
+        self.visited: list[str] = []
+        self.timed_out = False
+        self.candidates: list[_Entry] | None = None
+        self.view: list[_Entry] = []
+        self.known: list[_Entry] = []
+
+
+NearChanged = Callable[[frozenset, frozenset], None]
+
+#: PeerRef objects shared by every service of the process: a view names the
+#: same few thousand peers over and over.
+_PEER_REFS: dict[str, PeerRef] = {}
+_PEER_REFS_MAX = 65536
+
+
+def _peer_ref(name: str, address: str) -> PeerRef:
+    peer = _PEER_REFS.get(name)
+    if peer is None or peer.address != address:
+        if len(_PEER_REFS) >= _PEER_REFS_MAX:
+            _PEER_REFS.clear()
+        peer = _PEER_REFS[name] = PeerRef(name, address)
+    return peer
+
+
+class SpiralService:
+    """One node's near set, long links and spiral search protocol.
+
+    The near set is ranked by the best distance the node knows: the RTT it
+    measured itself (its Vivaldi probes and its searches' probes) where it
+    has one, the coordinates' prediction otherwise. Measured distances make
+    the near set converge on the truly nearest peers even where the
+    coordinates blur short distances; predictions let peers it has never
+    probed in.
+    """
+
+    def __init__(self, endpoint: Endpoint, me: PeerRef,
+                 coordinate: Callable[[], Coordinate], prober: Prober,
+                 params: SpiralParams | None = None,
+                 rng: random.Random | None = None):
+        self.endpoint = endpoint
+        self.me = me
+        self.coordinate = coordinate
+        self.prober = prober
+        self.params = params or SpiralParams()
+        self.rng = rng or random.Random()
+        self.stats = SpiralStats()
+        #: Called with (old names, new names) whenever the membership of
+        #: the near set changes; the agent turns it into neighbour-change
+        #: notifications. A callback that raises is logged and ignored.
+        self.on_near_changed: NearChanged | None = None
+        self._near: dict[str, _Entry] = {}
+        self._long: list[_Entry] = []
+        self._seen = 0
+        self._ids = itertools.count(1)
+        self._pending: dict[str, _Pending] = {}
+        self._forwards: dict[tuple[str, str], tuple[_Search, Any]] = {}
+        self._rtts: dict[str, float] = {}
+
+    # -- membership and tables -------------------------------------------
+
+    def add_known(self, peer: PeerRef, coord: Coordinate) -> None:
+        """Learn of a peer (a join, or a fresh coordinate of a known one).
+
+        The peer enters the near set if it is closer than its farthest
+        member, and the long links by reservoir sampling, so that they stay
+        a uniform random choice among all peers ever learned this way.
+        """
+        if peer.name == self.me.name:
+            return
+        now = self.endpoint.now()
+        if self._refresh(peer.name, coord, now, None):
+            # a peer that came back may have moved to a new address
+            for entry in itertools.chain(self._near.values(), self._long):
+                if entry.peer.name == peer.name:
+                    entry.peer = peer
+            return
+        entry = _Entry(peer, coord.vec, coord.height, now)
+        self._seen += 1
+        links = self.params.long_links
+        if links:
+            if len(self._long) < links:
+                self._long.append(entry)
+            else:
+                slot = self.rng.randrange(self._seen)
+                if slot < links:
+                    self._long[slot] = entry
+        self._merge_near((entry,))
+
+    def update_coordinate(self, name: str, coord: Coordinate,
+                          rtt_ms: float | None = None) -> bool:
+        """Refresh what we know of a peer (from a probe answer: its
+        coordinate and, when given, the RTT just measured to it).
+
+        Returns whether the peer is in our tables; an unknown peer is not
+        added (its RTT is remembered, though).
+        """
+        if rtt_ms is not None:
+            self._remember(name, rtt_ms)
+        return self._refresh(name, coord, self.endpoint.now(), rtt_ms)
+
+    def _remember(self, name: str, rtt_ms: float) -> None:
+        rtts = self._rtts
+        rtts.pop(name, None)
+        rtts[name] = rtt_ms
+        if len(rtts) > self.params.rtt_memory:
+            del rtts[next(iter(rtts))]
+
+    def _refresh(self, name: str, coord: Coordinate, now: float,
+                 rtt_ms: float | None) -> bool:
+        kept = False
+        entry = self._near.get(name)
+        if entry is not None:
+            entry.set_coord(coord, now)
+            if rtt_ms is not None:
+                entry.rtt = rtt_ms
+            kept = True
+        for entry in self._long:
+            if entry.peer.name == name:
+                entry.set_coord(coord, now)
+                if rtt_ms is not None:
+                    entry.rtt = rtt_ms
+                kept = True
+        return kept
+
+    def remove(self, name: str) -> None:
+        """Forget a peer that left (membership) in every table."""
+        self._rtts.pop(name, None)
+        self._long = [e for e in self._long if e.peer.name != name]
+        if name in self._near:
+            old = frozenset(self._near)
+            del self._near[name]
+            self._changed(old)
+
+    def near_peers(self) -> list[NearPeer]:
+        """The near set, nearest first by the best distance known."""
+        me = self.coordinate()
+        key = self._near_key()
+        return [NearPeer(e.peer, e.coord, me.distance(e.coord), e.rtt,
+                         e.learned)
+                for e in sorted(self._near.values(), key=key)]
+
+    def near_names(self) -> list[str]:
+        """Names in the near set, in no particular order (cheap)."""
+        return list(self._near)
+
+    def long_links(self) -> list[PeerRef]:
+        return [e.peer for e in self._long]
+
+    def _near_key(self) -> Callable[[_Entry], float]:
+        """Sort key of the near set: measured RTT, else predicted."""
+        here = self.coordinate()
+        mvec = here.vec
+        mh = here.height
+        dist = math.dist
+
+        def key(e: _Entry) -> float:
+            rtt = e.rtt
+            if rtt is not None:
+                return rtt
+            return dist(e.vec, mvec) + e.height + mh
+        return key
+
+    def _merge_near(self, entries: Iterable[_Entry]) -> None:
+        """Keep, of the near set and ``entries``, the nearest to us.
+
+        For a peer present in both, the fresher coordinate and any newly
+        measured RTT are kept.
+        """
+        near = self._near
+        myname = self.me.name
+        rtts = self._rtts
+        fresh: dict[str, _Entry] = {}
+        for e in entries:
+            name = e.peer.name
+            have = near.get(name)
+            if have is None:
+                if name != myname:
+                    if e.rtt is None:
+                        e.rtt = rtts.get(name)
+                    fresh[name] = e
+                continue
+            if have is e:
+                continue
+            if e.learned > have.learned:
+                have.vec = e.vec
+                have.height = e.height
+                have.learned = e.learned
+            if e.rtt is not None:
+                have.rtt = e.rtt
+        if not fresh:
+            return
+        size = self.params.near_set_size
+        if len(near) + len(fresh) <= size:
+            new = dict(near)
+            new.update(fresh)
+        else:
+            key = self._near_key()
+            if len(near) >= size:
+                worst = max(map(key, near.values()))
+                fresh = {n: e for n, e in fresh.items() if key(e) < worst}
+                if not fresh:
+                    return
+            pool = list(near.values())
+            pool.extend(fresh.values())
+            pool.sort(key=key)
+            new = {e.peer.name: e for e in pool[:size]}
+            if new.keys() == near.keys():
+                return
+        for e in fresh.values():
+            e.wire = None
+        old = frozenset(near)
+        self._near = new
+        self._changed(old)
+
+    def _changed(self, old: frozenset) -> None:
+        self.stats.near_changes += 1
+        callback = self.on_near_changed
+        if callback is None:
+            return
+        try:
+            callback(old, frozenset(self._near))
+        except Exception:
+            LOG.exception('near-set change listener of %(me)s failed',
+                          {'me': self.me.name})
+
+    # -- searching ----------------------------------------------------------
+
+    def search(self, k: int | None, on_done: Callable[[SpiralResult], None],
+               origin_coord: Coordinate | None = None) -> str:
+        """Start a search for the ``k`` peers nearest to a point.
+
+        Without ``origin_coord`` the point is this node: the search looks
+        for its own neighbourhood, probes the best ``probe_factor * k``
+        candidates, answers them ranked by measured RTT (this node left
+        out) and refreshes the near set with what it learned. With
+        ``origin_coord`` it looks for the peers nearest to that point
+        (this node included) and ranks them by the coordinates alone, since
+        RTTs measured from here say nothing about distances to there.
+        ``on_done`` is called exactly once, never from inside this call.
+        Returns the search id.
+        """
+        params = self.params
+        k = params.spiral_k if k is None else k
+        if not 1 <= k <= MAX_K:
+            raise ValueError('k must be from 1 to %d, got %r' % (MAX_K, k))
+        own = origin_coord is None
+        here = self.coordinate()
+        point = here if own else origin_coord
+        search_id = '%s/%d' % (self.me.name, next(self._ids))
+        now = self.endpoint.now()
+        view = self._view_with_mine([], point.vec, here, now)
+        pending = _Pending(on_done, point, own, k, list(view))
+        self._pending[search_id] = pending
+        self.stats.searches_started += 1
+        max_hops = min(k, params.spiral_max_hops)
+        pending.timer = self.endpoint.call_later(
+            params.hop_timeout * (max_hops + 2),
+            lambda: self._search_timed_out(search_id))
+        state = _Search(search_id, self.me.to_wire(), point.to_wire(), k,
+                        max_hops, 0, 0, view, [self.me.name])
+        # Deferred so that on_done never runs inside search() itself.
+        self.endpoint.call_later(0.0, lambda: self._advance(state))
+        return search_id
+
+    def _view_with_mine(self, view: list[_Entry], pvec: tuple,
+                        here: Coordinate, now: float) -> list[_Entry]:
+        """``view`` merged with this node and its tables, nearest to the
+        point ``pvec`` first, cut to ``view_size``."""
+        by_name = {e.peer.name: e for e in view}
+        by_name[self.me.name] = _Entry(self.me, here.vec, here.height, now)
+        for e in itertools.chain(self._near.values(), self._long):
+            name = e.peer.name
+            have = by_name.get(name)
+            if have is None or e.learned > have.learned:
+                by_name[name] = e
+        dist = math.dist
+        merged = sorted(by_name.values(),
+                        key=lambda e: dist(e.vec, pvec) + e.height)
+        del merged[self.params.view_size:]
+        return merged
+
+    def _advance(self, state: _Search) -> None:
+        """Send the search to its closest unvisited peer, or end it here."""
+        target = None
+        if (state.hops < state.k and state.hops < state.max_hops and
+                len(state.visited) < MAX_VISITED):
+            visited = set(state.visited)
+            for e in state.view:
+                if e.peer.name not in visited:
+                    target = e.peer.name
+                    break
+        if target is None:
+            self._reply(state)
+            return
+        state.messages += 1
+        self.endpoint.send(target, {
+            'type': REQUEST,
+            'search': state.search_id,
+            'origin': state.origin,
+            'origin_coord': state.point,
+            'k': state.k,
+            'max_hops': state.max_hops,
+            'hops': state.hops,
+            'messages': state.messages,
+            'view': self._view_wire(state.view),
+            'visited': state.visited,
+        })
+        key = (state.search_id, target)
+        timer = self.endpoint.call_later(
+            self.params.hop_timeout, lambda: self._hop_timed_out(key))
+        self._forwards[key] = (state, timer)
+
+    def _hop_timed_out(self, key: tuple[str, str]) -> None:
+        item = self._forwards.pop(key, None)
+        if item is None:
+            return
+        state = item[0]
+        self.stats.hop_timeouts += 1
+        if (state.origin[0] == self.me.name and
+                state.search_id not in self._pending):
+            return  # our own search already ended (deadline): let it go
+        LOG.debug('spiral search %(id)s: %(peer)s did not acknowledge, '
+                  'skipping it', {'id': key[0], 'peer': key[1]})
+        # A fresh list: the one already sent must not change under the
+        # receiver (the simulator hands messages over by reference).
+        state.visited = state.visited + [key[1]]
+        self._advance(state)
+
+    def _reply(self, state: _Search) -> None:
+        if state.origin[0] == self.me.name:
+            self._collect(state.search_id, state.view, state.visited,
+                          state.hops, state.messages)
+            return
+        state.messages += 1
+        self.endpoint.send(state.origin[0], {
+            'type': REPLY,
+            'search': state.search_id,
+            'hops': state.hops,
+            'messages': state.messages,
+            'view': self._view_wire(state.view),
+            'visited': state.visited,
+        })
+
+    def _view_wire(self, view: list[_Entry]) -> list:
+        """The view as sent; an entry passed on unchanged keeps the form
+        (and age) in which it arrived."""
+        now = self.endpoint.now()
+        out = []
+        for e in view:
+            wire = e.wire
+            if wire is None:
+                age = now - e.learned
+                wire = [e.peer.name, e.peer.address,
+                        [list(e.vec), e.height], age if age > 0 else 0.0]
+            out.append(wire)
+        return out
+
+    def _view_from_wire(self, wire: list, now: float) -> list[_Entry]:
+        refs = _PEER_REFS
+        out = []
+        for w in wire:
+            name, address, coord, age = w
+            peer = refs.get(name)
+            if peer is None or peer.address != address:
+                peer = _peer_ref(name, address)
+            out.append(_Entry(peer, tuple(coord[0]), coord[1], now - age,
+                              None, w))
+        return out
+
+    # -- incoming messages --------------------------------------------------
+
+    def handle(self, sender: str, message: dict[str, Any]) -> None:
+        """Act on a ``spiral.*`` message already checked by
+        ``validate_message`` (the agent checks every frame; the simulator's
+        messages come from this very class)."""
+        kind = message['type']
+        if kind == REQUEST:
+            self._on_request(sender, message)
+        elif kind == ACK:
+            self._on_ack(sender, message)
+        elif kind == REPLY:
+            self._on_reply(sender, message)
+        else:
+            raise InvalidMessage('unknown spiral message type %r, expected '
+                                 'one of %s' % (kind, ', '.join(
+                                     MESSAGE_TYPES)))
+
+    def validate_message(self, message: Any) -> None:
+        """``validate_message`` with this node's coordinate dimensions."""
+        validate_message(message, len(self.coordinate().vec))
+
+    def _on_request(self, sender: str, msg: dict[str, Any]) -> None:
+        search_id = msg['search']
+        endpoint = self.endpoint
+        endpoint.send(sender, {'type': ACK, 'search': search_id})
+        self.stats.requests_handled += 1
+        now = endpoint.now()
+        incoming = self._view_from_wire(msg['view'], now)
+        point = msg['origin_coord']
+        # Our tables go into the view before the learning rule may evict
+        # some of them: they can be near the origin though not near us.
+        view = self._view_with_mine(incoming, tuple(point[0]),
+                                    self.coordinate(), now)
+        if self.params.learning:
+            self._merge_near(incoming)
+        visited = msg['visited']
+        if self.me.name not in visited:
+            visited = visited + [self.me.name]
+        state = _Search(search_id, msg['origin'], point, msg['k'],
+                        msg['max_hops'], msg['hops'] + 1,
+                        msg['messages'] + 1, view, visited)
+        self._advance(state)
+
+    def _on_ack(self, sender: str, msg: dict[str, Any]) -> None:
+        item = self._forwards.pop((msg['search'], sender), None)
+        if item is None:
+            self.stats.late_messages += 1
+            return
+        item[1].cancel()
+
+    def _on_reply(self, sender: str, msg: dict[str, Any]) -> None:
+        self._collect(msg['search'],
+                      self._view_from_wire(msg['view'], self.endpoint.now()),
+                      msg['visited'], msg['hops'], msg['messages'])
+
+    # -- the origin's end of a search ------------------------------------
+
+    def _collect(self, search_id: str, view: list[_Entry],
+                 visited: list[str], hops: int, messages: int) -> None:
+        pending = self._pending.get(search_id)
+        if pending is None or pending.candidates is not None:
+            self.stats.late_messages += 1
+            return
+        pending.timer.cancel()
+        pending.hops = hops
+        pending.messages = messages
+        pending.visited = list(visited)
+        self._rank(search_id, pending, view)
+
+    def _search_timed_out(self, search_id: str) -> None:
+        pending = self._pending.get(search_id)
+        if pending is None or pending.candidates is not None:
+            return
+        self.stats.searches_timed_out += 1
+        LOG.debug('spiral search %(id)s did not come back within its '
+                  'deadline; answering from our own tables',
+                  {'id': search_id})
+        pending.timed_out = True
+        pending.visited = [self.me.name]
+        self._rank(search_id, pending, pending.initial_view)
+
+    def _rank(self, search_id: str, pending: _Pending,
+              view: list[_Entry]) -> None:
+        pending.view = view
+        if not pending.own:
+            # A point search: rank by the coordinates, nothing to probe.
+            pending.candidates = []
+            self._finish(search_id, pending)
+            return
+        # Near-set members stand for themselves: they carry the RTTs we
+        # measured (Vivaldi probes, earlier searches), which outrank any
+        # prediction and need no new probe. The probes go to the most
+        # promising peers we have never measured.
+        myname = self.me.name
+        pool = {e.peer.name: e for e in view if e.peer.name != myname}
+        for name, e in self._near.items():
+            seen = pool.get(name)
+            if seen is not None and seen.learned > e.learned:
+                e.vec = seen.vec
+                e.height = seen.height
+                e.learned = seen.learned
+            pool[name] = e
+        here = self.coordinate()
+        mvec = here.vec
+        dist = math.dist
+        rtts = self._rtts
+        unmeasured = []
+        known = []
+        for name, e in pool.items():
+            if e.rtt is None:
+                e.rtt = rtts.get(name)
+            (unmeasured if e.rtt is None else known).append(e)
+        unmeasured.sort(key=lambda e: dist(e.vec, mvec) + e.height)
+        pending.known = known
+        pending.candidates = unmeasured[:self.params.probe_count(pending.k)]
+        if not pending.candidates:
+            self._finish(search_id, pending)
+            return
+        pending.outstanding = len(pending.candidates)
+        pending.launching = True
+        pending.timer = self.endpoint.call_later(
+            self.params.hop_timeout,
+            lambda: self._finish(search_id, pending))
+        for entry in pending.candidates:
+            self.prober.probe(entry.peer,
+                              self._on_sample_cb(search_id, pending, entry))
+        pending.launching = False
+        if pending.outstanding == 0:
+            self._finish(search_id, pending)
+
+    def _on_sample_cb(self, search_id: str, pending: _Pending,
+                      entry: _Entry) -> Callable[[RttSample | None], None]:
+        def on_sample(sample: RttSample | None) -> None:
+            if pending.finished:
+                return
+            if sample is not None:
+                pending.samples.append((sample.rtt_ms, entry, sample))
+            pending.outstanding -= 1
+            if pending.outstanding == 0 and not pending.launching:
+                self._finish(search_id, pending)
+        return on_sample
+
+    def _finish(self, search_id: str, pending: _Pending) -> None:
+        if pending.finished:
+            return
+        pending.finished = True
+        if pending.timer is not None:
+            pending.timer.cancel()
+        self._pending.pop(search_id, None)
+        if pending.own:
+            now = self.endpoint.now()
+            peers = [RankedPeer(e.peer, e.rtt, e.coord)
+                     for e in pending.known]
+            for rtt, entry, sample in pending.samples:
+                entry.set_coord(sample.coordinate, now)
+                entry.rtt = rtt
+                self._remember(entry.peer.name, rtt)
+                peers.append(RankedPeer(entry.peer, rtt, sample.coordinate))
+            peers.sort(key=lambda p: p.rtt_ms)
+            # A peer that did not answer its probe may be gone: it does not
+            # enter the near set on a prediction.
+            answered = {s[1].peer.name for s in pending.samples}
+            lost = {e.peer.name for e in pending.candidates} - answered
+            self._merge_near(e for e in pending.view
+                             if e.peer.name not in lost)
+            probes = len(pending.candidates)
+        else:
+            point = pending.point
+            peers = sorted((RankedPeer(e.peer, point.distance(e.coord),
+                                       e.coord, False)
+                            for e in pending.view),
+                           key=lambda p: p.rtt_ms)[:pending.k]
+            probes = 0
+        self.stats.searches_done += 1
+        result = SpiralResult(peers, pending.hops, pending.messages, probes,
+                              pending.visited, pending.timed_out)
+        try:
+            pending.on_done(result)
+        except Exception:
+            LOG.exception('spiral search %(id)s: result callback failed',
+                          {'id': search_id})
+
+
+# -- validation of network input ----------------------------------------------
+
+def _fail(kind: str, field: str, expected: str, got: Any) -> None:
+    try:
+        text = repr(got)
+    except ValueError:  # an integer too long to print
+        text = '<%s too large to show>' % type(got).__name__
+    if len(text) > 80:
+        text = text[:77] + '...'
+    raise InvalidMessage('%s: field %r must be %s, got %s'
+                         % (kind, field, expected, text))
+
+
+def _check_int(kind, msg, field, low, high) -> int:
+    value = msg[field]
+    if (not isinstance(value, int) or isinstance(value, bool) or
+            not low <= value <= high):
+        _fail(kind, field, 'an integer from %d to %d' % (low, high), value)
+    return value
+
+
+def _check_name(kind, field, value, limit=MAX_NAME) -> None:
+    if not isinstance(value, str) or not 0 < len(value) <= limit:
+        _fail(kind, field, 'a non-empty string of at most %d characters'
+              % limit, value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_coord(kind, field, value, dimensions) -> None:
+    expected = ('a coordinate [[x1, ..., xn], height] of at most %d finite '
+                'JSON numbers and a height >= 0' % MAX_DIMENSIONS)
+    if (not isinstance(value, list) or len(value) != 2 or
+            not isinstance(value[0], list) or
+            len(value[0]) > MAX_DIMENSIONS or
+            not all(_is_number(x) for x in value[0]) or
+            not _is_number(value[1])):
+        _fail(kind, field, expected, value)
+    try:
+        Coordinate.from_wire(value, dimensions)
+    except (ValueError, OverflowError) as exc:
+        _fail(kind, field, '%s (%s)' % (expected, exc), value)
+
+
+def _check_view(kind, msg, dimensions) -> None:
+    view = msg['view']
+    if not isinstance(view, list) or len(view) > MAX_VIEW:
+        _fail(kind, 'view', 'a list of at most %d [name, address, '
+              'coordinate, age] entries' % MAX_VIEW, view)
+    for i, entry in enumerate(view):
+        field = 'view[%d]' % i
+        if not isinstance(entry, list) or len(entry) != 4:
+            _fail(kind, field, 'a list [name, address, coordinate, age]',
+                  entry)
+        name, address, coord, age = entry
+        _check_name(kind, field + '.name', name)
+        if not isinstance(address, str) or len(address) > MAX_ADDRESS:
+            _fail(kind, field + '.address', 'a "host:port" string of at '
+                  'most %d characters' % MAX_ADDRESS, address)
+        _check_coord(kind, field + '.coordinate', coord, dimensions)
+        if not _is_number(age) or not 0 <= age <= MAX_AGE:
+            _fail(kind, field + '.age', 'a number of seconds from 0 to %g'
+                  % MAX_AGE, age)
+
+
+def _check_visited(kind, msg) -> None:
+    visited = msg['visited']
+    if not isinstance(visited, list) or not 0 < len(visited) <= MAX_VISITED:
+        _fail(kind, 'visited', 'a non-empty list of at most %d peer names'
+              % MAX_VISITED, visited)
+    for i, name in enumerate(visited):
+        _check_name(kind, 'visited[%d]' % i, name)
+
+
+def validate_message(message: Any, dimensions: int | None = None) -> None:
+    """Check every field of a ``spiral.*`` message from the network.
+
+    Raises InvalidMessage naming the first bad field and the form it must
+    have. Unknown fields are refused too, so that what ``handle`` reads is
+    exactly what was checked. ``dimensions``, when given, is the number of
+    coordinate dimensions every coordinate must have.
+    """
+    if not isinstance(message, dict):
+        raise InvalidMessage('a spiral message must be a JSON object, got '
+                             '%s' % type(message).__name__)
+    kind = message.get('type')
+    if not isinstance(kind, str) or kind not in _FIELDS:
+        raise InvalidMessage('field %r must be one of %s, got %r'
+                             % ('type', ', '.join(MESSAGE_TYPES),
+                                str(kind)[:40]))
+    expected = _FIELDS[kind]
+    for field in expected:
+        if field not in message:
+            raise InvalidMessage('%s: field %r is missing (a %s carries %s)'
+                                 % (kind, field, kind, ', '.join(expected)))
+    extra = sorted(set(message) - set(expected), key=str)
+    if extra:
+        raise InvalidMessage('%s: unexpected field %r (a %s carries only '
+                             '%s)' % (kind, str(extra[0])[:40], kind,
+                                      ', '.join(expected)))
+    _check_name(kind, 'search', message['search'], MAX_SEARCH_ID)
+    if kind == ACK:
+        return
+    _check_int(kind, message, 'messages', 0, MAX_MESSAGES)
+    _check_view(kind, message, dimensions)
+    _check_visited(kind, message)
+    if kind == REPLY:
+        _check_int(kind, message, 'hops', 0, MAX_HOPS)
+        return
+    max_hops = _check_int(kind, message, 'max_hops', 1, MAX_HOPS)
+    _check_int(kind, message, 'hops', 0, max_hops - 1)
+    _check_int(kind, message, 'k', 1, MAX_K)
+    try:
+        PeerRef.from_wire(message['origin'])
+    except ValueError:
+        _fail(kind, 'origin', 'a peer [name, "host:port"]',
+              message['origin'])
+    _check_name(kind, 'origin[0]', message['origin'][0])
+    _check_coord(kind, 'origin_coord', message['origin_coord'], dimensions)

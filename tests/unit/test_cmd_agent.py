@@ -1,0 +1,140 @@
+"""``discovery-agent`` refuses a configuration it cannot run with.
+
+Each case calls ``main`` in-process with a configuration file and checks
+the exit status and the one-line error on stderr.
+"""
+
+import socket
+
+import pytest
+from oslo_config import cfg
+
+import discovery_nova.conf
+from discovery_nova.cmd import agent as cmd
+
+KEY = 'a-deployment-key-of-enough-length'
+
+
+def _conf(tmp_path, extra: str = '', key: str | None = KEY,
+          port: int | None = None) -> str:
+    if port is None:
+        with socket.socket() as sock:
+            sock.bind(('127.0.0.1', 0))
+            port = sock.getsockname()[1]
+    lines = ['[discovery]', 'pop_name = pop-a', '[discovery_overlay]',
+             'listen_host = 127.0.0.1', 'listen_port = %d' % port,
+             'membership_url = file://%s' % (tmp_path / 'members'),
+             'state_path = %s' % tmp_path]
+    if key is not None:
+        lines.append('deployment_key = %s' % key)
+    path = tmp_path / 'agent.conf'
+    path.write_text('\n'.join(lines) + '\n' + extra + '\n')
+    return str(path)
+
+
+def _run(capsys, *argv: str) -> tuple[int, str]:
+    status = cmd.main(list(argv))
+    err = capsys.readouterr().err.strip()
+    return status, err
+
+
+def test_missing_key(tmp_path, capsys):
+    status, err = _run(capsys, '--config-file', _conf(tmp_path, key=None))
+    assert status == 2
+    assert err.count('\n') == 0
+    assert 'deployment_key' in err and 'not set' in err
+
+
+def test_short_key(tmp_path, capsys):
+    status, err = _run(capsys, '--config-file', _conf(tmp_path, key='short'))
+    assert status == 2
+    assert 'at least 16' in err and 'deployment_key' in err
+
+
+def test_key_file(tmp_path, capsys):
+    missing = tmp_path / 'nope.key'
+    conf = _conf(tmp_path, key=None,
+                 extra='deployment_key_file = %s' % missing)
+    status, err = _run(capsys, '--config-file', conf)
+    assert status == 2
+    assert str(missing) in err and 'cannot read' in err
+    (tmp_path / 'good.key').write_text('  %s\n' % KEY)
+    conf = _conf(tmp_path, key=None,
+                 extra='deployment_key_file = %s' % (tmp_path / 'good.key'))
+
+    conf_obj = cfg.ConfigOpts()
+    discovery_nova.conf.register_opts(conf_obj)
+    conf_obj.register_cli_opts(cmd.cli_opts)
+    conf_obj(['--config-file', conf])
+    assert cmd.build_params(conf_obj).key == KEY.encode()
+
+
+def test_out_of_range_option(tmp_path, capsys):
+    conf = _conf(tmp_path, extra='probe_interval = -1')
+    status, err = _run(capsys, '--config-file', conf)
+    assert status == 2
+    assert 'probe_interval' in err
+
+
+def test_bad_membership_url(tmp_path, capsys):
+    conf = _conf(tmp_path, extra='membership_url = not-a-url')
+    status, err = _run(capsys, '--config-file', conf)
+    assert status == 1
+    assert err.startswith('discovery-agent: error: ')
+    assert 'not-a-url' in err
+    assert err.count('\n') == 0
+
+
+def test_port_in_use(tmp_path, capsys):
+    with socket.socket() as taken:
+        taken.bind(('127.0.0.1', 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        status, err = _run(capsys, '--config-file',
+                           _conf(tmp_path, port=port))
+    assert status == 1
+    assert 'cannot listen on 127.0.0.1:%d' % port in err
+
+
+def test_bad_emulated_rtt_file(tmp_path, capsys):
+    table = tmp_path / 'rtt.json'
+    table.write_text('{"pop-b": -3}')
+    status, err = _run(capsys, '--config-file', _conf(tmp_path),
+                       '--emulated-rtt-file', str(table))
+    assert status == 2
+    assert 'emulated-rtt-file' in err and 'RTTs in ms' in err
+
+
+@pytest.mark.parametrize('extra,option', [
+    ('membership_heartbeat_interval = 5\nmembership_timeout = 2',
+     'membership_timeout'),
+    ('restart_backoff = 5\nrestart_backoff_max = 1', 'restart_backoff_max'),
+])
+def test_inconsistent_options(tmp_path, capsys, extra, option):
+    status, err = _run(capsys, '--config-file', _conf(tmp_path, extra=extra))
+    assert status == 2
+    assert option in err
+
+
+def test_query_without_a_running_agent(tmp_path, capsys):
+    status, err = _run(capsys, '--config-file', _conf(tmp_path),
+                       '--query', 'status')
+    assert status == 1
+    assert err.startswith('discovery-agent: error: query status to '
+                          '127.0.0.1:')
+    assert err.count('\n') == 0
+
+
+@pytest.mark.parametrize('args', ['not json', '[1]', '{"type": "x"}'])
+def test_query_args_must_be_a_json_object(tmp_path, capsys, args):
+    status, err = _run(capsys, '--config-file', _conf(tmp_path),
+                       '--query', 'nearest', '--query-args', args)
+    assert status == 2
+    assert '--query-args' in err
+
+
+def test_unknown_query_kind(tmp_path, capsys):
+    status, err = _run(capsys, '--config-file', _conf(tmp_path), '--query',
+                       'explode')
+    assert status == 2
+    assert '--query' in err and 'explode' in err
