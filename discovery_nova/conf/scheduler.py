@@ -102,11 +102,13 @@ Related options:
         help="""
 Multiplier of the proximity weigher (nearest PoP to the reference point).
 
-Proximity is weighed on a log scale of the estimated RTT, so with the
-default a host about 4 % farther than the nearest loses more than the RAM
-weigher can give back: RAM spreading only decides between hosts of nearly
-equally near PoPs. Can be overridden per aggregate with the metadata key of
-the same name.
+Proximity is weighed on a log scale of the estimated RTT: after Nova's
+normalisation, another weigher of multiplier ``m`` can outweigh a relative
+RTT difference of at most ``exp(m * R / multiplier) - 1``, where ``R`` is
+``ln(1 + largest RTT)`` among the candidates (about 5.7 for 300 ms). With
+the default, RAM spreading (``m`` = 1) decides only between PoPs less than
+about 6 % apart, and always between hosts of one PoP. Can be overridden per
+aggregate with the metadata key of the same name.
 
 Possible values:
 

@@ -1,0 +1,74 @@
+"""Map a client address to the PoP that serves it: a longest-prefix table.
+
+The table is configuration (``[discovery_scheduler] client_prefixes``), one
+``CIDR=PoP`` entry per item, e.g. ``192.0.2.0/24=pl012``; IPv4 and IPv6 mix
+freely. A lookup tries each configured prefix length, longest first, in one
+dict per length: a handful of lengths means a handful of dict probes.
+"""
+
+import ipaddress
+from collections.abc import Iterable
+
+from discovery_nova.locality.pop import POP_NAME_RE
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class PrefixTableError(ValueError):
+    """A prefix table entry is malformed; the message says which and why."""
+
+
+class PrefixTable:
+    """Longest-prefix match from client addresses to PoP names."""
+
+    def __init__(self, entries: Iterable[tuple[Network, str]] = ()):
+        # {(version, prefixlen): {network address int: pop}}
+        self._by_len: dict[tuple[int, int], dict[int, str]] = {}
+        for network, pop in entries:
+            self.add(network, pop)
+
+    def add(self, network: Network, pop: str) -> None:
+        key = (network.version, network.prefixlen)
+        self._by_len.setdefault(key, {})[int(network.network_address)] = pop
+        self._lengths = sorted(self._by_len, key=lambda k: -k[1])
+
+    @classmethod
+    def parse(cls, items: Iterable[str]) -> 'PrefixTable':
+        """Build from ``CIDR=PoP`` strings; raise PrefixTableError."""
+        table = cls()
+        for item in items:
+            cidr, sep, pop = item.strip().partition('=')
+            if not sep:
+                raise PrefixTableError(
+                    'client prefix %r: expected CIDR=PoP, e.g. '
+                    '192.0.2.0/24=pop1' % item)
+            try:
+                network = ipaddress.ip_network(cidr.strip(), strict=True)
+            except ValueError as exc:
+                raise PrefixTableError(
+                    'client prefix %r: %r is no network in CIDR form (%s)'
+                    % (item, cidr, exc)) from None
+            pop = pop.strip()
+            if not POP_NAME_RE.match(pop):
+                raise PrefixTableError(
+                    'client prefix %r: %r is no PoP name (letters, digits, '
+                    '"-", "_", ".")' % (item, pop))
+            table.add(network, pop)
+        return table
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._by_len.values())
+
+    def lookup(self, address: Address) -> str | None:
+        """PoP of the longest prefix holding ``address``, or None."""
+        value = int(address)
+        width = address.max_prefixlen
+        for version, length in getattr(self, '_lengths', ()):
+            if version != address.version:
+                continue
+            masked = value >> (width - length) << (width - length)
+            pop = self._by_len[(version, length)].get(masked)
+            if pop is not None:
+                return pop
+        return None

@@ -1,0 +1,150 @@
+"""Where a host is: PoP descriptors read from host aggregate metadata.
+
+Each PoP is a host aggregate (and availability zone) whose metadata holds
+the keys of ``discovery_nova.locality.pop`` (``discovery_pop``,
+``discovery_coord``, ...). A host's PoP comes from the aggregates nova's
+HostManager attached to its HostState; the directory of *all* PoPs (needed
+for PoPs that have no candidate host in a request, e.g. ``near=`` a full
+PoP) is read from the API database and reused for
+``[discovery_scheduler] pop_refresh_interval`` seconds.
+"""
+
+import dataclasses
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+from oslo_log import log as logging
+
+from discovery_nova.locality.pop import (
+    KEY_POP,
+    PopDescriptor,
+    PopMetadataError,
+)
+
+LOG = logging.getLogger(__name__)
+
+#: id(aggregate) -> (aggregate, descriptor or None). HostManager replaces an
+#: aggregate object when it changes, so an entry is valid as long as it
+#: holds that very object; the size bound keeps replaced ones from piling up.
+_BY_AGGREGATE: dict[int, tuple[object, PopDescriptor | None]] = {}
+_CACHE_LIMIT = 4096
+
+
+def describe_aggregate(aggregate) -> PopDescriptor | None:
+    """The PoP an aggregate stands for, or None for other aggregates."""
+    entry = _BY_AGGREGATE.get(id(aggregate))
+    if entry is not None and entry[0] is aggregate:
+        return entry[1]
+    metadata = getattr(aggregate, 'metadata', None) or {}
+    descriptor = None
+    if KEY_POP in metadata:
+        try:
+            descriptor = PopDescriptor.from_metadata(metadata)
+        except PopMetadataError as exc:
+            LOG.warning("Aggregate %(name)s is ignored as a PoP: %(err)s",
+                        {'name': getattr(aggregate, 'name', '?'),
+                         'err': exc})
+    if len(_BY_AGGREGATE) >= _CACHE_LIMIT:
+        _BY_AGGREGATE.clear()
+    _BY_AGGREGATE[id(aggregate)] = (aggregate, descriptor)
+    return descriptor
+
+
+def pop_of_host(host_state) -> PopDescriptor | None:
+    """The PoP of a HostState, from the first PoP aggregate it is in."""
+    # Called for every host by every plugin: the cache hit is inlined.
+    for aggregate in host_state.aggregates:
+        entry = _BY_AGGREGATE.get(id(aggregate))
+        if entry is not None and entry[0] is aggregate:
+            descriptor = entry[1]
+        else:
+            descriptor = describe_aggregate(aggregate)
+        if descriptor is not None:
+            return descriptor
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class PopDirectory:
+    """Every known PoP by name, and the PoP of every host in one."""
+
+    pops: dict[str, PopDescriptor]
+    host_pops: dict[str, str]
+
+    @classmethod
+    def from_aggregates(cls, aggregates: Iterable) -> 'PopDirectory':
+        pops: dict[str, PopDescriptor] = {}
+        host_pops: dict[str, str] = {}
+        for aggregate in aggregates:
+            descriptor = describe_aggregate(aggregate)
+            if descriptor is None:
+                continue
+            pops.setdefault(descriptor.name, descriptor)
+            for host in getattr(aggregate, 'hosts', None) or ():
+                host_pops.setdefault(host, descriptor.name)
+        return cls(pops, host_pops)
+
+    @classmethod
+    def from_host_states(cls, host_states: Sequence,
+                         descriptors: Sequence[PopDescriptor | None] | None
+                         = None) -> 'PopDirectory':
+        """Directory of the PoPs of ``host_states``.
+
+        ``descriptors`` are their PoPs when the caller already has them.
+        """
+        if descriptors is None:
+            descriptors = [pop_of_host(h) for h in host_states]
+        pops: dict[str, PopDescriptor] = {}
+        host_pops: dict[str, str] = {}
+        for host_state, descriptor in zip(host_states, descriptors,
+                                          strict=True):
+            if descriptor is not None:
+                pops.setdefault(descriptor.name, descriptor)
+                host_pops[host_state.host] = descriptor.name
+        return cls(pops, host_pops)
+
+
+def read_aggregates(context) -> Iterable:
+    """Every host aggregate of the API database."""
+    # nova objects are imported here so that the locality package and
+    # the unit tests of this module run without a database.
+    from nova import objects
+
+    # get_by_metadata_key would load only the matching metadata row of
+    # each aggregate; PoPs need all of them, and aggregates are few.
+    return objects.AggregateList.get_all(context)
+
+
+class DirectoryCache:
+    """The PoP directory, reread from ``source`` after ``ttl`` seconds.
+
+    ``source(context)`` returns aggregates; it is the API database in
+    nova-scheduler, and whatever a simulation or benchmark puts there.
+    """
+
+    def __init__(self, source: Callable[[object], Iterable] =
+                 read_aggregates):
+        self.source = source
+        self._lock = threading.Lock()
+        self._read_at = -float('inf')
+        self._directory: PopDirectory | None = None
+
+    def get(self, context, ttl: float) -> PopDirectory:
+        now = time.monotonic()
+        with self._lock:
+            if self._directory is not None and now - self._read_at < ttl:
+                return self._directory
+        directory = PopDirectory.from_aggregates(self.source(context))
+        with self._lock:
+            self._directory = directory
+            self._read_at = now
+        return directory
+
+    def clear(self) -> None:
+        with self._lock:
+            self._directory = None
+            self._read_at = -float('inf')
+
+
+DIRECTORY = DirectoryCache()

@@ -1,0 +1,44 @@
+"""Prefer hosts of PoPs that burn less non-renewable energy.
+
+A PoP publishes its power usage effectiveness (``discovery_pue``) and the
+renewable share of its supply (``discovery_renewable_share``); the energy
+drawn from non-renewable sources per unit of IT energy is
+``PUE * (1 - renewable share)``, and lower is better.
+"""
+
+import discovery_nova.conf
+from discovery_nova.locality.pop import PopDescriptor
+from discovery_nova.scheduler.base import LocalityWeigher
+from discovery_nova.scheduler.request import LocalityRequest
+
+CONF = discovery_nova.conf.CONF
+
+
+def non_renewable_per_it_energy(pop: PopDescriptor | None,
+                                default_pue: float) -> float:
+    """Facility energy from non-renewable sources per unit of IT energy."""
+    if pop is None:
+        return default_pue
+    pue = pop.pue if pop.pue is not None else default_pue
+    share = pop.renewable_share or 0.0
+    return pue * (1.0 - share)
+
+
+class EnergyWeigher(LocalityWeigher):
+    """Weigh hosts by their PoP's non-renewable energy per IT energy."""
+
+    multiplier_option = 'energy_weight_multiplier'
+
+    def weigh_hosts(self, request: LocalityRequest, host_states: list,
+                    spec_obj) -> list[float]:
+        default_pue = CONF.discovery_scheduler.default_pue
+        by_pop: dict[str | None, float] = {}
+        out = []
+        for pop in request.pops_of(host_states):
+            name = pop.name if pop is not None else None
+            weight = by_pop.get(name)
+            if weight is None:
+                weight = by_pop[name] = -non_renewable_per_it_energy(
+                    pop, default_pue)
+            out.append(weight)
+        return out

@@ -1,0 +1,53 @@
+"""Prefer hosts and PoPs that already hold the requested image.
+
+A host holds an image when it runs a server booted from it (the image sits
+in its image cache); a PoP holds it when one of its hosts does or when its
+aggregate lists it in ``discovery_images`` (e.g. after
+``openstack aggregate cache image``). The weight is the bytes that need not
+be moved: the image size once for the PoP (no transfer over the backbone)
+and once more for the host (no transfer at all).
+"""
+
+from discovery_nova.scheduler.base import LocalityWeigher
+from discovery_nova.scheduler.request import LocalityRequest
+
+
+def requested_image(spec_obj) -> tuple[str | None, int]:
+    """(image id, size in bytes) of a request; size 1 when unknown."""
+    # Reading an unset field of a RequestSpec raises (no lazy load).
+    if not spec_obj.obj_attr_is_set('image') or spec_obj.image is None:
+        return None, 0
+    image = spec_obj.image
+    image_id = image.id if image.obj_attr_is_set('id') else None
+    size = image.size if image.obj_attr_is_set('size') else None
+    return image_id, size or 1
+
+
+def host_holds(host_state, image_id: str) -> bool:
+    for instance in host_state.instances.values():
+        if (instance.obj_attr_is_set('image_ref') and
+                instance.image_ref == image_id):
+            return True
+    return False
+
+
+class ImageLocalityWeigher(LocalityWeigher):
+    """Weigh hosts by the image bytes a boot on them would not move."""
+
+    multiplier_option = 'image_locality_weight_multiplier'
+
+    def weigh_hosts(self, request: LocalityRequest, host_states: list,
+                    spec_obj) -> list[float]:
+        image_id, size = requested_image(spec_obj)
+        if image_id is None:
+            return [0.0] * len(host_states)
+        on_host = [host_holds(h, image_id) for h in host_states]
+        pops = request.pops_of(host_states)
+        pairs = list(zip(pops, on_host, strict=True))
+        pop_holds = {name for name, pop in request.directory.pops.items()
+                     if image_id in pop.images}
+        pop_holds.update(pop.name for pop, held in pairs
+                         if held and pop is not None)
+        return [float(size * ((pop is not None and pop.name in pop_holds) +
+                              held))
+                for pop, held in pairs]
