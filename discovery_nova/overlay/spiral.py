@@ -1,25 +1,26 @@
 """Spiral search for the nearest peers, with the learning rule (DISCOVERY).
 
 Each node keeps a *near set* (the peers closest to itself) and a few *long
-links* (random peers, mostly far away). A search for
-the peers nearest to a point (by default the searching node itself) carries
-a *spiral view*: peers with their coordinates, sorted by distance to that
-point. Every node the search reaches merges its near set and long links into
-the view and passes the search on to the closest peer of the view not yet
-visited, so the search winds inwards towards the point like a spiral; the
-long links keep it from being stuck in a region whose near sets all point at
-each other. After ``k`` visits the last node sends the view back to the
-origin, which probes up to ``2k`` candidates and ranks them by measured
-round-trip time, so the answer does not inherit the coordinates' errors.
+links* (random peers, mostly far away). A search for the peers nearest to a
+point (by default the searching node itself) carries a *spiral view*: peers
+with their coordinates, sorted by distance to that point. Every node the
+search reaches merges its near set and long links into the view and passes
+the search on to the closest peer of the view not yet visited, so the
+search winds inwards towards the point like a spiral; the long links keep
+it from being stuck in a region whose near sets all point at each other.
+After ``k`` visits the last node sends the view back to the origin, which
+probes up to ``2k`` candidates and ranks them by measured round-trip time,
+so the answer does not inherit the coordinates' errors.
 
 Coordinates blur short distances: with a median error of 10 %, a 100 ms
 path is known to +-10 ms, about the RTT from a PlanetLab node to its tenth
-nearest neighbour (median 11.6 ms). So a node ranks its near set by the RTT it measured itself
-(its Vivaldi probes, its searches' probes) wherever it has one and by the
-coordinates otherwise, remembers the RTTs of the last ``rtt_memory`` peers
-it measured, and spends a search's probes on the most promising peers it
-has never measured. Each search thus pushes the near set closer to the
-truly nearest peers instead of re-measuring the same near-looking ones.
+nearest neighbour (median 11.6 ms). So a node ranks its near set by the
+RTT it measured itself (its Vivaldi probes, its searches' probes) wherever
+it has one and by the coordinates otherwise, remembers the RTTs of the
+last ``rtt_memory`` peers it measured, and spends a search's probes on the
+most promising peers it has never measured. Each search thus pushes the
+near set closer to the truly nearest peers instead of re-measuring the same
+near-looking ones.
 
 The learning rule costs no message: a node the search passes through keeps,
 in its own near set, the peers of the view closest to itself. Searches by
@@ -146,21 +147,18 @@ class _Entry:
 
     ``vec``/``height`` are the peer's coordinate as learned at ``learned``
     (this node's clock); ``rtt`` is the round trip this node last measured
-    to it, None when it never did. ``wire`` is the form in which the entry
-    arrived, reused when it is passed on unchanged.
+    to it, None when it never did.
     """
 
-    __slots__ = ('peer', 'vec', 'height', 'learned', 'rtt', 'wire')
+    __slots__ = ('peer', 'vec', 'height', 'learned', 'rtt')
 
     def __init__(self, peer: PeerRef, vec: tuple, height: float,
-                 learned: float, rtt: float | None = None,
-                 wire: list | None = None):
+                 learned: float, rtt: float | None = None):
         self.peer = peer
         self.vec = vec
         self.height = height
         self.learned = learned
         self.rtt = rtt
-        self.wire = wire
 
     @property
     def coord(self) -> Coordinate:
@@ -170,7 +168,6 @@ class _Entry:
         self.vec = coord.vec
         self.height = coord.height
         self.learned = learned
-        self.wire = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -237,7 +234,7 @@ class _Search:
 
     def __init__(self, search_id: str, origin: list, point: list, k: int,
                  max_hops: int, hops: int, messages: int,
-                 view: list[_Entry], visited: list[str]):
+                 view: list[list], visited: list[str]):
         self.search_id = search_id
         #: Origin peer and searched point, in wire form.
         self.origin = origin
@@ -246,6 +243,8 @@ class _Search:
         self.max_hops = max_hops
         self.hops = hops
         self.messages = messages
+        #: The spiral view in wire form: in transit, entries are never
+        #: turned into objects, only sorted and passed on.
         self.view = view
         self.visited = visited
 
@@ -480,11 +479,53 @@ class SpiralService:
             new = {e.peer.name: e for e in pool[:size]}
             if new.keys() == near.keys():
                 return
-        for e in fresh.values():
-            e.wire = None
         old = frozenset(near)
         self._near = new
         self._changed(old)
+
+    def _learn(self, view: list[list], now: float) -> None:
+        """The learning rule on a view in wire form.
+
+        Only the entries that can enter the near set become objects: in a
+        settled overlay most of a view is farther than our farthest near
+        peer, or in the near set already (then its coordinate is refreshed
+        when the view's is younger).
+        """
+        near = self._near
+        myname = self.me.name
+        rtts = self._rtts
+        full = len(near) >= self.params.near_set_size
+        if full:
+            key = self._near_key()
+            worst = max(map(key, near.values()))
+            here = self.coordinate()
+            mvec = here.vec
+            mh = here.height
+            dist = math.dist
+        fresh = []
+        for w in view:
+            name = w[0]
+            learned = now - w[3]
+            have = near.get(name)
+            if have is not None:
+                if learned > have.learned:
+                    have.vec = tuple(w[2][0])
+                    have.height = w[2][1]
+                    have.learned = learned
+                continue
+            if name == myname:
+                continue
+            rtt = rtts.get(name)
+            if full:
+                if rtt is None:
+                    if dist(w[2][0], mvec) + w[2][1] + mh >= worst:
+                        continue
+                elif rtt >= worst:
+                    continue
+            fresh.append(_Entry(_peer_ref(name, w[1]), tuple(w[2][0]),
+                                w[2][1], learned, rtt))
+        if fresh:
+            self._merge_near(fresh)
 
     def _changed(self, old: frozenset) -> None:
         self.stats.near_changes += 1
@@ -523,7 +564,8 @@ class SpiralService:
         search_id = '%s/%d' % (self.me.name, next(self._ids))
         now = self.endpoint.now()
         view = self._view_with_mine([], point.vec, here, now)
-        pending = _Pending(on_done, point, own, k, list(view))
+        pending = _Pending(on_done, point, own, k,
+                           self._view_from_wire(view, now))
         self._pending[search_id] = pending
         self.stats.searches_started += 1
         max_hops = min(k, params.spiral_max_hops)
@@ -536,20 +578,33 @@ class SpiralService:
         self.endpoint.call_later(0.0, lambda: self._advance(state))
         return search_id
 
-    def _view_with_mine(self, view: list[_Entry], pvec: tuple,
-                        here: Coordinate, now: float) -> list[_Entry]:
-        """``view`` merged with this node and its tables, nearest to the
-        point ``pvec`` first, cut to ``view_size``."""
-        by_name = {e.peer.name: e for e in view}
-        by_name[self.me.name] = _Entry(self.me, here.vec, here.height, now)
+    def _view_with_mine(self, view: list[list], pvec: tuple,
+                        here: Coordinate, now: float) -> list[list]:
+        """The wire view ``view`` merged with this node and its tables,
+        nearest to the point ``pvec`` first, cut to ``view_size``.
+
+        For a peer named twice the younger coordinate wins; entries passed
+        on keep the age they arrived with (a hop takes milliseconds).
+        """
+        by_name = {}
+        for w in view:
+            have = by_name.get(w[0])
+            if have is None or w[3] < have[3]:
+                by_name[w[0]] = w
+        me = self.me
+        by_name[me.name] = [me.name, me.address,
+                            [list(here.vec), here.height], 0.0]
         for e in itertools.chain(self._near.values(), self._long):
             name = e.peer.name
+            age = now - e.learned
             have = by_name.get(name)
-            if have is None or e.learned > have.learned:
-                by_name[name] = e
+            if have is None or age < have[3]:
+                by_name[name] = [name, e.peer.address,
+                                 [list(e.vec), e.height],
+                                 age if age > 0 else 0.0]
         dist = math.dist
         merged = sorted(by_name.values(),
-                        key=lambda e: dist(e.vec, pvec) + e.height)
+                        key=lambda w: dist(w[2][0], pvec) + w[2][1])
         del merged[self.params.view_size:]
         return merged
 
@@ -559,9 +614,9 @@ class SpiralService:
         if (state.hops < state.k and state.hops < state.max_hops and
                 len(state.visited) < MAX_VISITED):
             visited = set(state.visited)
-            for e in state.view:
-                if e.peer.name not in visited:
-                    target = e.peer.name
+            for w in state.view:
+                if w[0] not in visited:
+                    target = w[0]
                     break
         if target is None:
             self._reply(state)
@@ -576,7 +631,7 @@ class SpiralService:
             'max_hops': state.max_hops,
             'hops': state.hops,
             'messages': state.messages,
-            'view': self._view_wire(state.view),
+            'view': state.view,
             'visited': state.visited,
         })
         key = (state.search_id, target)
@@ -602,8 +657,10 @@ class SpiralService:
 
     def _reply(self, state: _Search) -> None:
         if state.origin[0] == self.me.name:
-            self._collect(state.search_id, state.view, state.visited,
-                          state.hops, state.messages)
+            self._collect(state.search_id,
+                          self._view_from_wire(state.view,
+                                               self.endpoint.now()),
+                          state.visited, state.hops, state.messages)
             return
         state.messages += 1
         self.endpoint.send(state.origin[0], {
@@ -611,23 +668,9 @@ class SpiralService:
             'search': state.search_id,
             'hops': state.hops,
             'messages': state.messages,
-            'view': self._view_wire(state.view),
+            'view': state.view,
             'visited': state.visited,
         })
-
-    def _view_wire(self, view: list[_Entry]) -> list:
-        """The view as sent; an entry passed on unchanged keeps the form
-        (and age) in which it arrived."""
-        now = self.endpoint.now()
-        out = []
-        for e in view:
-            wire = e.wire
-            if wire is None:
-                age = now - e.learned
-                wire = [e.peer.name, e.peer.address,
-                        [list(e.vec), e.height], age if age > 0 else 0.0]
-            out.append(wire)
-        return out
 
     def _view_from_wire(self, wire: list, now: float) -> list[_Entry]:
         refs = _PEER_REFS
@@ -637,8 +680,7 @@ class SpiralService:
             peer = refs.get(name)
             if peer is None or peer.address != address:
                 peer = _peer_ref(name, address)
-            out.append(_Entry(peer, tuple(coord[0]), coord[1], now - age,
-                              None, w))
+            out.append(_Entry(peer, tuple(coord[0]), coord[1], now - age))
         return out
 
     # -- incoming messages --------------------------------------------------
@@ -669,14 +711,14 @@ class SpiralService:
         endpoint.send(sender, {'type': ACK, 'search': search_id})
         self.stats.requests_handled += 1
         now = endpoint.now()
-        incoming = self._view_from_wire(msg['view'], now)
+        incoming = msg['view']
         point = msg['origin_coord']
         # Our tables go into the view before the learning rule may evict
         # some of them: they can be near the origin though not near us.
         view = self._view_with_mine(incoming, tuple(point[0]),
                                     self.coordinate(), now)
         if self.params.learning:
-            self._merge_near(incoming)
+            self._learn(incoming, now)
         visited = msg['visited']
         if self.me.name not in visited:
             visited = visited + [self.me.name]
