@@ -8,15 +8,25 @@ generator see the same options.
 
 from oslo_config import cfg
 
-p2p_group = cfg.OptGroup(
-    'oslo_messaging_p2p',
-    title='Brokerless peer-to-peer messaging',
-    help="""
+GROUP = 'oslo_messaging_p2p'
+_GROUP_TITLE = 'Brokerless peer-to-peer messaging'
+_GROUP_HELP = """
 The ``p2p://host1:port1,host2:port2/`` oslo.messaging transport: every
 service process is a peer; the hosts in the URL are the peers to bootstrap
 from. There is no broker: peers keep the directory of who serves which
 topic among themselves and authenticate every connection.
-""")
+"""
+
+
+def _new_group() -> cfg.OptGroup:
+    # oslo.config keeps a group's options, and their overrides, in the
+    # OptGroup object itself (``register_group`` copies it only shallowly),
+    # so every ConfigOpts gets a group object of its own: an override on
+    # one service's configuration must not leak into another's.
+    return cfg.OptGroup(GROUP, title=_GROUP_TITLE, help=_GROUP_HELP)
+
+
+p2p_group = _new_group()
 
 network_opts = [
     cfg.HostAddressOpt(
@@ -336,8 +346,8 @@ ALL_OPTS = network_opts + security_opts + directory_opts
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
-    conf.register_group(p2p_group)
-    conf.register_opts(ALL_OPTS, group=p2p_group)
+    conf.register_group(_new_group())
+    conf.register_opts(ALL_OPTS, group=GROUP)
 
 
 def list_opts() -> dict:

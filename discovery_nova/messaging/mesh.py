@@ -1,0 +1,554 @@
+"""Authenticated connections between peers, bounded, with relaying.
+
+Runs entirely in the driver's asyncio thread. Each peer listens on one TCP
+port and keeps at most ``max_connections`` authenticated connections
+(``discovery_nova.overlay.wire``: HMAC challenge-response on the deployment
+key, per-connection session key, MAC and sequence number on every frame,
+optionally under mutual TLS). A message for a peer without a direct
+connection opens one while the bound allows (closing the least recently
+used idle connection if needed); otherwise, it is relayed through the
+connected peer whose name hashes nearest to the destination on a ring,
+each relay counted, with a hop bound against loops. A peer never opens a
+connection past its bound; connections others open to it are accepted
+even then (refusing would look like death to them) and the bound is
+restored by closing idle ones, every heartbeat. A peer that refuses a
+connection or does not answer is not relayed to: it is most likely dead,
+and the caller should try another server or time out.
+
+Frames on an established connection are JSON objects with a type ``t``:
+
+* ``d``: directory records (``r``), see ``directory.TopicDirectory``;
+* ``m``: a routed message ``{'src', 'sa' (source address), 'dst', 'h'
+  (hops), 'b' (body)}``.
+
+Whatever an authenticated or unauthenticated peer sends that is wrong
+(bad MAC, oversized or garbage frame, silence during the handshake, an
+unknown frame type) closes that connection and is counted; the listening
+socket and the other connections carry on.
+"""
+
+import asyncio
+import dataclasses
+import hashlib
+import random
+import ssl
+import time
+import typing
+
+from discovery_nova.messaging import directory as directory_mod
+from discovery_nova.messaging import looplog
+from discovery_nova.overlay import errors
+from discovery_nova.overlay import wire
+
+# Used from the loop thread: see looplog for why not a plain logger.
+LOG = looplog.LoopLogger(__name__)
+
+_RING = 1 << 64
+OnBody = typing.Callable[[str, dict], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshSettings:
+    """Everything the mesh needs, read from the option group once."""
+
+    name: str
+    key: bytes
+    max_bytes: int
+    connect_timeout: float
+    idle_timeout: float
+    max_connections: int
+    min_neighbours: int
+    max_hops: int
+    heartbeat_interval: float
+    registration_ttl: float
+    server_ssl: ssl.SSLContext | None = None
+    client_ssl: ssl.SSLContext | None = None
+
+
+@dataclasses.dataclass
+class MeshStats:
+    """Counters of one peer; ``wire`` holds the framing layer's own."""
+
+    accepted: int = 0
+    handshake_rejected: int = 0
+    frames_rejected: int = 0
+    idle_closed: int = 0
+    over_bound: int = 0
+    connect_failed: int = 0
+    evicted: int = 0
+    relayed: int = 0
+    dropped_hops: int = 0
+    dropped_unreachable: int = 0
+    messages_out: int = 0
+    messages_in: int = 0
+
+
+class _Link:
+    __slots__ = ('conn', 'peer', 'outbound', 'last_used', 'gossip_seq',
+                 'address')
+
+    def __init__(self, conn: wire.Connection, outbound: bool,
+                 address: str | None) -> None:
+        self.conn = conn
+        self.peer = conn.peer_name
+        self.outbound = outbound
+        self.last_used = time.monotonic()
+        self.gossip_seq = 0
+        self.address = address
+
+
+def _ring_point(name: str) -> int:
+    return int.from_bytes(hashlib.sha1(name.encode()).digest()[:8], 'big')
+
+
+def _ring_distance(a: int, b: int) -> int:
+    d = (a - b) % _RING
+    return min(d, _RING - d)
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(':')
+    if not host or not port.isdigit():
+        raise ValueError('a peer address is "host:port", got %r' % address)
+    return host.strip('[]'), int(port)
+
+
+class PeerMesh:
+    """This peer's listening socket, its connections and the directory."""
+
+    def __init__(self, settings: MeshSettings,
+                 seeds: list[tuple[str, int]], bind_seed: bool,
+                 listen: tuple[str, int], advertise_host: str | None,
+                 on_body: OnBody,
+                 on_directory_change: typing.Callable[[], None]) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self.stats = MeshStats()
+        self.wire_stats = wire.WireStats()
+        self._seeds = seeds
+        self._bind_seed = bind_seed
+        self._listen = listen
+        self._advertise_host = advertise_host
+        self._on_body = on_body
+        self._on_directory_change = on_directory_change
+        self._links: dict[str, list[_Link]] = {}
+        self._connecting: dict[str, asyncio.Future] = {}
+        self._unreachable_until: dict[str, float] = {}
+        self._learned_addresses: dict[str, str] = {}
+        self._server: asyncio.AbstractServer | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._tick_task: asyncio.Task | None = None
+        self._gossip_pending = False
+        self._stopping = False
+        self.address = ''
+        self.directory: directory_mod.TopicDirectory | None = None
+
+    # -- life cycle -------------------------------------------------------
+
+    async def start(self) -> None:
+        # A seed is published under its seed address; otherwise under what
+        # the caller resolved (no name lookups in this thread, which may
+        # live in an eventlet process).
+        candidates = ([(h, p, h) for h, p in self._seeds]
+                      if self._bind_seed else [])
+        candidates.append((self._listen[0], self._listen[1],
+                           self._advertise_host or self._listen[0]))
+        last_error: OSError | None = None
+        for host, port, published in candidates:
+            try:
+                self._server = await asyncio.start_server(
+                    self._accept, host, port, reuse_address=True)
+            except OSError as exc:
+                last_error = exc
+                continue
+            bound = self._server.sockets[0].getsockname()[1]
+            self.address = '%s:%d' % (published, bound)
+            break
+        if self._server is None:
+            raise OSError('peer %s could bind none of %s: %s'
+                          % (self.name, candidates, last_error))
+        self.directory = directory_mod.TopicDirectory(
+            self.name, self.address, self.settings.registration_ttl)
+        LOG.info('p2p peer %(name)s listening on %(addr)s',
+                 {'name': self.name, 'addr': self.address})
+        await asyncio.gather(*(self._connect_address(h, p)
+                               for h, p in self._seeds
+                               if '%s:%d' % (h, p) != self.address),
+                             return_exceptions=True)
+        self._tick_task = asyncio.get_running_loop().create_task(
+            self._ticker())
+
+    async def stop(self) -> None:
+        """Say goodbye (so registrations vanish at once) and close all."""
+        self._stopping = True
+        if self._tick_task is not None:
+            self._tick_task.cancel()
+            await asyncio.gather(self._tick_task, return_exceptions=True)
+        if self.directory is not None:
+            self.directory.refresh_self(subs=(), gone=True)
+            await self._gossip_round()
+        if self._server is not None:
+            self._server.close()
+        for links in list(self._links.values()):
+            for link in links:
+                link.conn.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def spawn(self, coro) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- connections ------------------------------------------------------
+
+    def link_count(self) -> int:
+        return sum(len(v) for v in self._links.values())
+
+    def neighbours(self) -> list[str]:
+        return list(self._links)
+
+    async def _accept(self, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> None:
+        # Handshakes in progress are this peer's tasks too: stop() must
+        # end them before the loop closes.
+        task = asyncio.current_task()
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        if self._stopping:
+            writer.close()
+            return
+        try:
+            if self.settings.server_ssl is not None:
+                # TLS is set up here rather than by the listening socket so
+                # that a refused certificate is counted like any other
+                # refused handshake.
+                async with asyncio.timeout(self.settings.connect_timeout):
+                    await writer.start_tls(self.settings.server_ssl)
+            conn = await wire.accept(
+                reader, writer, self.name, self.settings.key,
+                max_bytes=self.settings.max_bytes,
+                timeout=self.settings.connect_timeout,
+                stats=self.wire_stats)
+        except (errors.OverlayError, OSError, TimeoutError) as exc:
+            # ssl.SSLError is an OSError.
+            self.stats.handshake_rejected += 1
+            writer.close()
+            LOG.warning('p2p peer %(me)s refused a connection from '
+                        '%(who)s: %(err)s',
+                        {'me': self.name,
+                         'who': writer.get_extra_info('peername'),
+                         'err': exc})
+            return
+        if (self.link_count() >= self.settings.max_connections and
+                not self._evict_one()):
+            # Refusing would look like a dead peer to the other side; the
+            # link is kept and the bound restored as soon as one goes idle.
+            self.stats.over_bound += 1
+        self.stats.accepted += 1
+        self._add_link(_Link(conn, outbound=False, address=None))
+
+    def _add_link(self, link: _Link) -> None:
+        self._links.setdefault(link.peer, []).append(link)
+        self._unreachable_until.pop(link.peer, None)
+        self.spawn(self._reader(link))
+        # A new neighbour gets the whole directory at once.
+        self._send_gossip(link)
+
+    def _drop_link(self, link: _Link) -> None:
+        links = self._links.get(link.peer)
+        if links and link in links:
+            links.remove(link)
+            if not links:
+                del self._links[link.peer]
+        link.conn.close()
+
+    def _evict_one(self) -> bool:
+        """Close the least recently used link idle for a while, if any."""
+        idle_for = max(1.0, 2 * self.settings.heartbeat_interval)
+        limit = time.monotonic() - idle_for
+        candidates = [link for links in self._links.values()
+                      for link in links if link.last_used < limit]
+        if not candidates:
+            return False
+        victim = min(candidates, key=lambda link: link.last_used)
+        self.stats.evicted += 1
+        self._drop_link(victim)
+        return True
+
+    def _can_open(self) -> bool:
+        return (self.link_count() < self.settings.max_connections or
+                self._evict_one())
+
+    def _restore_bound(self) -> None:
+        while (self.link_count() > self.settings.max_connections and
+               self._evict_one()):
+            pass
+
+    async def _connect_address(self, host: str, port: int) -> _Link | None:
+        address = '%s:%d' % (host, port)
+        try:
+            conn = await wire.connect(
+                host, port, self.name, self.settings.key,
+                max_bytes=self.settings.max_bytes,
+                timeout=self.settings.connect_timeout,
+                stats=self.wire_stats, ssl_context=self.settings.client_ssl)
+        except (errors.OverlayError, OSError, TimeoutError,
+                ssl.SSLError) as exc:
+            self.stats.connect_failed += 1
+            LOG.debug('p2p peer %(me)s cannot connect to %(addr)s: %(err)s',
+                      {'me': self.name, 'addr': address, 'err': exc})
+            return None
+        if conn.peer_name == self.name:
+            conn.close()
+            return None
+        link = _Link(conn, outbound=True, address=address)
+        self._add_link(link)
+        return link
+
+    async def _open(self, node: str) -> _Link | None:
+        """A direct link to ``node``; one connection attempt at a time."""
+        now = time.monotonic()
+        if self._unreachable_until.get(node, 0.0) > now:
+            return None
+        pending = self._connecting.get(node)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        # A caller whose record has not reached us yet is still answered:
+        # its messages carry its address.
+        address = (self.directory.address_of(node) or
+                   self._learned_addresses.get(node))
+        if not address:
+            return None
+        future = asyncio.get_running_loop().create_future()
+        self._connecting[node] = future
+        try:
+            host, port = split_address(address)
+            link = await self._connect_address(host, port)
+            if link is not None and link.peer != node:
+                # Somebody else lives there now (a restarted seed).
+                link = None
+            if link is None:
+                self._unreachable_until[node] = now + min(
+                    1.0, self.settings.registration_ttl / 4)
+            future.set_result(link)
+            return link
+        except ValueError:
+            future.set_result(None)
+            return None
+        finally:
+            del self._connecting[node]
+
+    def _link_to(self, node: str) -> _Link | None:
+        links = self._links.get(node)
+        return links[0] if links else None
+
+    def _pick_relay(self, dst: str, exclude: set[str]) -> _Link | None:
+        target = _ring_point(dst)
+        best = None
+        for peer, links in self._links.items():
+            if peer in exclude or not links:
+                continue
+            distance = _ring_distance(_ring_point(peer), target)
+            if best is None or distance < best[0]:
+                best = (distance, links[0])
+        return best[1] if best else None
+
+    # -- messages ---------------------------------------------------------
+
+    async def deliver(self, dst: str, body: dict) -> bool:
+        """Send ``body`` to peer ``dst``, directly or relayed.
+
+        Returns False when it could not be handed to any connection (the
+        peer is unreachable); the caller decides whether to try another.
+        """
+        env = {'t': 'm', 'src': self.name, 'sa': self.address, 'dst': dst,
+               'h': 0, 'b': body}
+        self.stats.messages_out += 1
+        return await self._forward(env, came_from=None)
+
+    async def _forward(self, env: dict, came_from: str | None) -> bool:
+        dst = env['dst']
+        link = self._link_to(dst)
+        if link is None and self._can_open():
+            link = await self._open(dst)
+            if link is None:
+                # Refused or silent: most likely dead. Relaying would only
+                # hide that from the caller, who can try another peer.
+                self.stats.dropped_unreachable += 1
+                return False
+        if link is None:
+            exclude = {dst, env['src']}
+            if came_from:
+                exclude.add(came_from)
+            link = self._pick_relay(dst, exclude)
+            if link is None:
+                self.stats.dropped_unreachable += 1
+                return False
+            self.stats.relayed += 1
+        link.last_used = time.monotonic()
+        try:
+            await link.conn.send(env)
+        except errors.MessageTooLarge as exc:
+            # Refused before a byte was written: the link is fine.
+            LOG.error('p2p peer %(me)s cannot send to %(dst)s: %(err)s',
+                      {'me': self.name, 'dst': dst, 'err': exc})
+            return False
+        except (errors.OverlayError, OSError) as exc:
+            LOG.debug('p2p peer %(me)s lost link to %(peer)s: %(err)s',
+                      {'me': self.name, 'peer': link.peer, 'err': exc})
+            self._drop_link(link)
+            return False
+        return True
+
+    async def _reader(self, link: _Link) -> None:
+        conn = link.conn
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(self.settings.idle_timeout):
+                        frame = await conn.recv()
+                except TimeoutError:
+                    self.stats.idle_closed += 1
+                    LOG.warning('p2p peer %(me)s closes connection of '
+                                '%(peer)s: silent for %(t).1f s',
+                                {'me': self.name, 'peer': link.peer,
+                                 't': self.settings.idle_timeout})
+                    return
+                self._handle_frame(link, frame)
+        except errors.ConnectionClosed:
+            return
+        except errors.InvalidMessage as exc:
+            self.stats.frames_rejected += 1
+            LOG.warning('p2p peer %(me)s closes connection of %(peer)s: '
+                        '%(err)s',
+                        {'me': self.name, 'peer': link.peer, 'err': exc})
+        except OSError as exc:
+            LOG.debug('p2p connection of %(peer)s failed: %(err)s',
+                      {'peer': link.peer, 'err': exc})
+        finally:
+            self._drop_link(link)
+
+    def _handle_frame(self, link: _Link, frame: dict) -> None:
+        kind = frame.get('t')
+        if kind == 'm':
+            link.last_used = time.monotonic()
+            src, dst, hops, body = (frame.get('src'), frame.get('dst'),
+                                    frame.get('h'), frame.get('b'))
+            if (not isinstance(src, str) or not isinstance(dst, str) or
+                    isinstance(hops, bool) or not isinstance(hops, int) or
+                    not isinstance(body, dict)):
+                raise errors.InvalidMessage(
+                    'a routed message needs "src" and "dst" strings, an '
+                    'integer "h" and an object "b"')
+            if dst == self.name:
+                address = frame.get('sa')
+                if isinstance(address, str) and len(address) < 300:
+                    if len(self._learned_addresses) > 4096:
+                        self._learned_addresses.clear()
+                    self._learned_addresses[src] = address
+                self.stats.messages_in += 1
+                self._on_body(src, body)
+                return
+            if hops + 1 > self.settings.max_hops:
+                self.stats.dropped_hops += 1
+                LOG.warning('p2p peer %(me)s drops a message from %(src)s '
+                            'to %(dst)s after %(h)d hops',
+                            {'me': self.name, 'src': src, 'dst': dst,
+                             'h': hops})
+                return
+            frame['h'] = hops + 1
+            self.spawn(self._forward(frame, came_from=link.peer))
+        elif kind == 'd':
+            records = frame.get('r')
+            if not isinstance(records, list):
+                raise errors.InvalidMessage(
+                    'a directory frame needs a list "r" of records')
+            if self.directory.merge(records):
+                self._on_directory_change()
+                self.gossip_soon()
+        else:
+            raise errors.InvalidMessage(
+                'frame type must be "m" or "d", got %.40r' % (kind,))
+
+    # -- directory gossip -------------------------------------------------
+
+    def _send_gossip(self, link: _Link) -> None:
+        records = self.directory.changes_since(link.gossip_seq)
+        link.gossip_seq = self.directory.seq
+        if records:
+            self.spawn(self._send_frame(link, {'t': 'd', 'r': records}))
+
+    async def _send_frame(self, link: _Link, frame: dict) -> None:
+        try:
+            await link.conn.send(frame)
+        except (errors.OverlayError, OSError):
+            self._drop_link(link)
+
+    async def _gossip_round(self) -> None:
+        for links in list(self._links.values()):
+            if links:
+                self._send_gossip(links[0])
+        await asyncio.sleep(0)
+
+    def gossip_soon(self) -> None:
+        """Send changed records to the neighbours on the next loop pass."""
+        if self._gossip_pending or self._stopping:
+            return
+        self._gossip_pending = True
+
+        def run() -> None:
+            self._gossip_pending = False
+            for links in list(self._links.values()):
+                if links:
+                    self._send_gossip(links[0])
+
+        asyncio.get_running_loop().call_soon(run)
+
+    def set_subscriptions(self, subs: typing.Iterable) -> None:
+        self.directory.refresh_self(subs=subs)
+        self.gossip_soon()
+
+    async def _ticker(self) -> None:
+        interval = self.settings.heartbeat_interval
+        while True:
+            await asyncio.sleep(interval * random.uniform(0.9, 1.1))
+            try:
+                self.directory.refresh_self()
+                self._restore_bound()
+                if self.directory.expire():
+                    self._on_directory_change()
+                await self._gossip_round()
+                await self._keep_neighbours()
+            except Exception:
+                # The ticker must survive anything a round runs into.
+                LOG.exception('p2p peer %s: directory round failed',
+                              self.name)
+
+    async def _keep_neighbours(self) -> None:
+        wanted = min(self.settings.min_neighbours,
+                     self.settings.max_connections)
+        if len(self._links) >= wanted:
+            return
+        connected = {link.address for links in self._links.values()
+                     for link in links if link.address}
+        for host, port in self._seeds:
+            address = '%s:%d' % (host, port)
+            if address == self.address or address in connected:
+                continue
+            until = self._unreachable_until.get(address, 0.0)
+            if until > time.monotonic():
+                continue
+            if await self._connect_address(host, port) is None:
+                self._unreachable_until[address] = (
+                    time.monotonic() + 4 * self.settings.heartbeat_interval)
+            if len(self._links) >= wanted:
+                return
+        others = [n for n in self.directory.live_nodes()
+                  if n not in self._links]
+        random.shuffle(others)
+        for node in others[:wanted - len(self._links)]:
+            await self._open(node)
