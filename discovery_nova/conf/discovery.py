@@ -2,6 +2,8 @@
 
 from oslo_config import cfg
 
+from discovery_nova.conf import groups
+
 discovery_group = cfg.OptGroup(
     'discovery',
     title='PoP identity',
@@ -51,8 +53,7 @@ Related options:
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
-    conf.register_group(discovery_group)
-    conf.register_opts(discovery_opts, group=discovery_group)
+    groups.register(conf, discovery_group, discovery_opts)
 
 
 def list_opts() -> dict:

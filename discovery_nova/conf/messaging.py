@@ -8,6 +8,8 @@ generator see the same options.
 
 from oslo_config import cfg
 
+from discovery_nova.conf import groups
+
 GROUP = 'oslo_messaging_p2p'
 _GROUP_TITLE = 'Brokerless peer-to-peer messaging'
 _GROUP_HELP = """
@@ -18,15 +20,7 @@ topic among themselves and authenticate every connection.
 """
 
 
-def _new_group() -> cfg.OptGroup:
-    # oslo.config keeps a group's options, and their overrides, in the
-    # OptGroup object itself (``register_group`` copies it only shallowly),
-    # so every ConfigOpts gets a group object of its own: an override on
-    # one service's configuration must not leak into another's.
-    return cfg.OptGroup(GROUP, title=_GROUP_TITLE, help=_GROUP_HELP)
-
-
-p2p_group = _new_group()
+p2p_group = cfg.OptGroup(GROUP, title=_GROUP_TITLE, help=_GROUP_HELP)
 
 network_opts = [
     cfg.HostAddressOpt(
@@ -346,8 +340,7 @@ ALL_OPTS = network_opts + security_opts + directory_opts
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
-    conf.register_group(_new_group())
-    conf.register_opts(ALL_OPTS, group=GROUP)
+    groups.register(conf, p2p_group, ALL_OPTS)
 
 
 def list_opts() -> dict:

@@ -7,6 +7,8 @@ build the very same classes without any configuration file.
 
 from oslo_config import cfg
 
+from discovery_nova.conf import groups
+
 overlay_group = cfg.OptGroup(
     'discovery_overlay',
     title='Locality overlay',
@@ -491,8 +493,7 @@ ALL_OPTS = (agent_opts + coordinates_opts + spiral_opts + routing_opts +
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
-    conf.register_group(overlay_group)
-    conf.register_opts(ALL_OPTS, group=overlay_group)
+    groups.register(conf, overlay_group, ALL_OPTS)
 
 
 def list_opts() -> dict:

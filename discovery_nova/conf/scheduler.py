@@ -8,6 +8,8 @@ which registers them when nova-scheduler loads the filters.
 
 from oslo_config import cfg
 
+from discovery_nova.conf import groups
+
 scheduler_group = cfg.OptGroup(
     'discovery_scheduler',
     title='Locality-aware scheduling',
@@ -174,8 +176,7 @@ Related options:
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
-    conf.register_group(scheduler_group)
-    conf.register_opts(scheduler_opts, group=scheduler_group)
+    groups.register(conf, scheduler_group, scheduler_opts)
 
 
 def list_opts() -> dict:

@@ -707,7 +707,10 @@ class OverlayAgent:
         used = self.vivaldi.observe(sample.rtt_ms, sample.coordinate,
                                     sample.error, representative)
         if used:
-            self.spiral.update_coordinate(sample.peer, sample.coordinate)
+            # The measured RTT ranks the near set better than coordinates
+            # can at a few milliseconds (see SpiralService.update_coordinate).
+            self.spiral.update_coordinate(sample.peer, sample.coordinate,
+                                          sample.rtt_ms)
             self.probe_log.append((sample.peer, sample.rtt_ms))
 
     async def _refresh_loop(self) -> None:

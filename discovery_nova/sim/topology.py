@@ -112,17 +112,17 @@ def load_rtt_matrix(path: str) -> np.ndarray:
                         value = float(field)
                     except ValueError:
                         raise RttMatrixError(
-                            '%s:%d: column %d is %r, expected a number of '
+                            '%s line %d, column %d: %r, expected a number of '
                             'milliseconds' % (path, lineno, col, field)
                         ) from None
                     if not math.isfinite(value) or value < 0:
                         raise RttMatrixError(
-                            '%s:%d: column %d is %r, expected a finite RTT '
+                            '%s line %d, column %d: %r, expected a finite RTT '
                             '>= 0 ms' % (path, lineno, col, field))
                     row.append(value)
                 if rows and len(row) != len(rows[0]):
                     raise RttMatrixError(
-                        '%s:%d: row has %d values, the first row has %d'
+                        '%s line %d: %d values, the first row has %d'
                         % (path, lineno, len(row), len(rows[0])))
                 rows.append(row)
     except (OSError, EOFError, lzma.LZMAError, UnicodeDecodeError) as exc:

@@ -84,3 +84,16 @@ def test_valid_configuration_passes_validation(tmp_path):
     dn_conf.validate(conf)
     assert conf.discovery_overlay.vivaldi_cc == 0.5
     assert conf.discovery.pop_name == 'paris-1'
+
+
+def test_overrides_do_not_leak_between_config_objects():
+    first, second = cfg.ConfigOpts(), cfg.ConfigOpts()
+    dn_conf.register_opts(first)
+    dn_conf.register_opts(second)
+    for group, group_opts in opts.list_opts():
+        name = group.name
+        opt = next(o for o in group_opts if o.default is not None)
+        first.set_override(opt.dest, opt.default, group=name)
+        first.clear_override(opt.dest, group=name)
+        first.set_override(opt.dest, None, group=name)
+        assert second[name][opt.dest] == opt.default, (name, opt.dest)

@@ -1,0 +1,142 @@
+"""Figures of the overlay (issue "Foundation and the locality overlay").
+
+Runs, in one go, with the production overlay classes under the simulator:
+
+1. coordinates + spiral search on the shipped PlanetLab matrix (490 real
+   nodes): Vivaldi median / p90 relative error, error estimate against
+   real error, spiral recall@10 with and without learning, messages per
+   search;
+2. scale: 10,000 generated backbone PoPs x 100 rounds, wall and CPU time
+   (target <= 60 s on the 2-core reference machine);
+3. ring routing: mean hops against N = 100 .. 10,000 before and after a
+   learning warm-up (target <= 0.5 log2 N + 1 at N = 10,000), and the
+   locate test.
+
+Prints the figures, writes doc/source/benchmarks/overlay.md and the PNGs
+beside it. Run: ``.venv/bin/python benchmarks/overlay_figures.py``
+(``--quick`` for a smaller smoke run that writes to a temporary directory).
+"""
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+
+from discovery_nova.sim import runner
+from discovery_nova.sim import topology as topo
+from discovery_nova.sim.locality_experiment import run_locality_experiment
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DOC = os.path.join(os.path.dirname(HERE), 'doc', 'source', 'benchmarks')
+
+
+def scale_run(nodes: int, rounds: int, seed: int) -> dict:
+    topology = topo.BackboneTopology(nodes, seed=seed)
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    report = run_locality_experiment(
+        topology, rounds=rounds, seed=seed, search_every=rounds // 2,
+        compare_learning=False, error_sample=300, recall_sample=300,
+        metrics_every=max(1, rounds // 10))
+    wall = time.perf_counter() - wall0
+    cpu = time.process_time() - cpu0
+    s = report.summary()
+    return {'nodes': nodes, 'rounds': rounds, 'wall': wall, 'cpu': cpu,
+            'error_median': s['error_median'],
+            'recall': s['recall_learning'],
+            'samples': s['vivaldi_samples']}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--quick', action='store_true',
+                        help='small sizes, output to a temporary directory')
+    parser.add_argument('--seed', type=int, default=0)
+    args = parser.parse_args(argv)
+
+    if args.quick:
+        outdir = tempfile.mkdtemp(prefix='overlay-figures-')
+        rounds, scale_nodes, scale_rounds = 60, 1000, 20
+        sizes, warmup = [100, 1000], 3
+    else:
+        outdir = DOC
+        rounds, scale_nodes, scale_rounds = 300, 10000, 100
+        sizes, warmup = [100, 300, 1000, 3000, 10000], 3
+    pngdir = os.path.join(outdir, 'overlay')
+    os.makedirs(pngdir, exist_ok=True)
+
+    started = time.perf_counter()
+    with runner.OutputDir(pngdir) as tmp:
+        result = runner.simulate(
+            topo.PlanetLabTopology(), rounds=rounds, seed=args.seed,
+            search_every=10, routing_sizes=sizes, warmup_lookups=warmup,
+            show_node=None, outdir=tmp,
+            progress=lambda label, total: None)
+    print(result.text)
+    scale = scale_run(scale_nodes, scale_rounds, args.seed)
+    print('\nscale: %(nodes)d nodes x %(rounds)d rounds: %(wall).1f s wall, '
+          '%(cpu).1f s CPU, median error %(error_median).3f' % scale)
+    total = time.perf_counter() - started
+
+    md = os.path.join(outdir, 'overlay.md')
+    with open(md, 'w') as out:
+        out.write(_markdown(result, scale, total, rounds, warmup))
+    print('\nwrote %s and %s/' % (md, pngdir))
+    return 0
+
+
+def _markdown(result, scale, total, rounds, warmup) -> str:
+    rows = '\n'.join('| %s | %s | %s | %s |' % t.row()
+                     for t in result.targets)
+    routing = result.report.get('routing', {}).get('summary', {})
+    rrows = '\n'.join(
+        '| %(nodes)d | %(before_mean).2f | %(after_mean).2f | %(target).2f '
+        '| %(failed)d | %(cpu_seconds).1f |' % s
+        for s in routing.get('sizes', []))
+    locate = routing.get('locate', {})
+    return '''# Overlay benchmark
+
+Command: `.venv/bin/python benchmarks/overlay_figures.py` (seed 0), on
+%(machine)s, %(cpus)d CPUs; whole run %(total).0f s. Every figure comes
+from the production overlay classes (`VivaldiNode`, `SpiralService`,
+`RingRouter`, `Locator`) driven by the simulator's virtual clock.
+
+## Coordinates and spiral search: PlanetLab, 490 real nodes, %(rounds)d rounds
+
+| figure | value | target | state |
+| --- | --- | --- | --- |
+%(rows)s
+
+![Vivaldi error](overlay/vivaldi-error.png)
+![Spiral recall](overlay/spiral-recall.png)
+![Overlay map](overlay/overlay-map.png)
+
+## Scale: %(snodes)d generated backbone PoPs x %(srounds)d rounds
+
+Wall %(swall).1f s, CPU %(scpu).1f s (target: <= 60 s on this 2-core
+machine); median relative error at the end %(serr).3f; %(ssamples)d
+Vivaldi samples.
+
+## Ring routing: mean hops against N
+
+Warm-up: %(warmup)d lookups per node.
+
+| N | before | after warm-up | 0.5 log2 N + 1 | failed | CPU s |
+| --- | --- | --- | --- | --- | --- |
+%(rrows)s
+
+Locate test: %(locate)s
+
+![Routing hops](overlay/routing-hops.png)
+![Routing warm-up](overlay/routing-warmup.png)
+''' % {'machine': platform.platform(), 'cpus': os.cpu_count(),
+       'total': total, 'rounds': rounds, 'rows': rows,
+       'snodes': scale['nodes'], 'srounds': scale['rounds'],
+       'swall': scale['wall'], 'scpu': scale['cpu'],
+       'serr': scale['error_median'], 'ssamples': scale['samples'],
+       'warmup': warmup, 'rrows': rrows, 'locate': locate}
+
+
+if __name__ == '__main__':
+    sys.exit(main())
