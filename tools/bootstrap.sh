@@ -24,7 +24,9 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || \
     echo "bootstrap: installing requirements into $VENV (first run takes a few minutes)"
     "$VENV/bin/pip" install -q --upgrade pip wheel setuptools
     "$VENV/bin/pip" install -q -r requirements.txt -r test-requirements.txt
-    "$VENV/bin/pip" install -q -e .
+    # The cloud extra brings keystone, glance and placement for the local
+    # multi-PoP cloud (discovery-nova cloud up) and its end-to-end tests.
+    "$VENV/bin/pip" install -q -e '.[cloud]'
     echo "$want" > "$stamp"
 fi
 

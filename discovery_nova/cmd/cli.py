@@ -7,6 +7,7 @@ Sub-commands:
   and writes PNG plots plus a JSON report.
 * ``members``: lists the members of an overlay membership group on a tooz
   backend; the quickest check that a backend URL works.
+* ``cloud``: the local multi-PoP cloud (``discovery_nova.cloud``).
 
 Errors in the input (an unreadable or malformed matrix, an unknown node
 name, an unreachable backend) end the command with one line on stderr
@@ -16,6 +17,7 @@ naming what and where, and exit status 2; nothing is half-written.
 import argparse
 import sys
 
+from discovery_nova.cloud import cli as cloud_cli
 from discovery_nova.overlay.errors import MembershipUnavailable
 from discovery_nova.sim import topology as topo
 
@@ -139,8 +141,8 @@ def cmd_members(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='discovery-nova',
-        description='Locality overlay of discovery-nova: simulation and '
-                    'checks.')
+        description='discovery-nova: overlay simulation, membership '
+                    'checks and the local multi-PoP cloud.')
     sub = parser.add_subparsers(dest='command', required=True)
 
     sim = sub.add_parser(
@@ -192,12 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     mem.add_argument('--timeout', type=float, default=5.0)
     mem.set_defaults(func=cmd_members)
 
-    try:
-        from discovery_nova.cloud import cli as cloud_cli
-    except ImportError:
-        cloud_cli = None
-    if cloud_cli is not None:
-        cloud_cli.add_subparser(sub)
+    cloud_cli.add_subparser(sub)
     return parser
 
 
