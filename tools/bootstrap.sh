@@ -18,7 +18,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 
 stamp="$VENV/.discovery-nova-requirements"
-want=$(cat requirements.txt test-requirements.txt setup.cfg | sha256sum | cut -d' ' -f1)
+want=$(cat requirements.txt test-requirements.txt setup.cfg tools/bootstrap.sh | sha256sum | cut -d" " -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || \
         ! "$VENV/bin/python" -c 'import discovery_nova' 2>/dev/null; then
     echo "bootstrap: installing requirements into $VENV (first run takes a few minutes)"
