@@ -37,11 +37,12 @@ The class is sans-IO: it sends through an ``Endpoint`` and measures through
 a ``Prober``, so the agent and the simulator run the very same code.
 """
 
+from collections.abc import Callable
+from collections.abc import Iterable
 import dataclasses
 import itertools
 import math
 import random
-from collections.abc import Callable, Iterable
 from typing import Any
 
 from oslo_log import log as logging
@@ -50,7 +51,8 @@ from discovery_nova.overlay.coordinates import Coordinate
 from discovery_nova.overlay.endpoint import Endpoint
 from discovery_nova.overlay.errors import InvalidMessage
 from discovery_nova.overlay.peer import PeerRef
-from discovery_nova.overlay.probe import Prober, RttSample
+from discovery_nova.overlay.probe import Prober
+from discovery_nova.overlay.probe import RttSample
 
 LOG = logging.getLogger(__name__)
 
@@ -147,27 +149,67 @@ class _Entry:
 
     ``vec``/``height`` are the peer's coordinate as learned at ``learned``
     (this node's clock); ``rtt`` is the round trip this node last measured
-    to it, None when it never did.
+    to it, None when it never did. The coordinate's ``Coordinate`` object
+    and wire form ``[[x1, ..., xn], height]`` are built once per coordinate
+    and shared: every hop of every search puts the entry into a view, and
+    rebuilding them each time was a large share of a hop's cost. Nothing
+    mutates a wire coordinate once built, so sharing it between messages
+    (which the simulator hands over by reference) is safe.
     """
 
-    __slots__ = ('peer', 'vec', 'height', 'learned', 'rtt')
+    __slots__ = ('peer', 'vec', 'height', 'learned', 'rtt', '_coord',
+                 '_wire')
 
     def __init__(self, peer: PeerRef, vec: tuple, height: float,
-                 learned: float, rtt: float | None = None):
+                 learned: float, rtt: float | None = None,
+                 wire: list | None = None):
         self.peer = peer
         self.vec = vec
         self.height = height
         self.learned = learned
         self.rtt = rtt
+        self._coord = None
+        #: ``[list(vec), height]`` when known, else built on first use.
+        self._wire = wire
 
     @property
     def coord(self) -> Coordinate:
-        return Coordinate(self.vec, self.height)
+        coord = self._coord
+        if coord is None:
+            coord = self._coord = Coordinate(self.vec, self.height)
+        return coord
+
+    def wire_coord(self) -> list:
+        """The coordinate as ``[[x1, ..., xn], height]``; do not mutate."""
+        wire = self._wire
+        if wire is None:
+            wire = self._wire = [list(self.vec), self.height]
+        return wire
 
     def set_coord(self, coord: Coordinate, learned: float) -> None:
         self.vec = coord.vec
         self.height = coord.height
         self.learned = learned
+        self._coord = coord
+        self._wire = None
+
+    def set_position(self, vec: tuple, height: float, learned: float,
+                     wire: list | None = None) -> None:
+        """Take a coordinate given as parts (``wire`` is its wire form
+        when the caller has it)."""
+        self.vec = vec
+        self.height = height
+        self.learned = learned
+        self._coord = None
+        self._wire = wire
+
+    def take_coord(self, other: '_Entry') -> None:
+        """Take ``other``'s coordinate and its age."""
+        self.vec = other.vec
+        self.height = other.height
+        self.learned = other.learned
+        self._coord = other._coord
+        self._wire = other._wire
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -252,18 +294,23 @@ class _Search:
 class _Pending:
     """The origin's record of one of its own searches."""
 
-    __slots__ = ('on_done', 'point', 'own', 'k', 'initial_view', 'timer',
+    __slots__ = ('on_done', 'point', 'own', 'k', 'initial_view',
+                 'started', 'timer',
                  'samples', 'outstanding', 'launching', 'finished', 'hops',
                  'messages', 'visited', 'timed_out', 'candidates', 'view',
                  'known')
 
     def __init__(self, on_done, point: Coordinate, own: bool, k: int,
-                 initial_view: list[_Entry]):
+                 initial_view: list[list], started: float):
         self.on_done = on_done
         self.point = point
         self.own = own
         self.k = k
+        #: The view the search set out with, in wire form, and when: the
+        #: answer should the search not come back (rarely, so it is
+        #: turned into entries only then).
         self.initial_view = initial_view
+        self.started = started
         self.timer = None
         self.samples: list = []
         self.outstanding = 0
@@ -276,6 +323,20 @@ class _Pending:
         self.candidates: list[_Entry] | None = None
         self.view: list[_Entry] = []
         self.known: list[_Entry] = []
+
+
+class _View(list):
+    """A spiral view built by this class: a plain wire list that also
+    remembers each entry's distance to the searched point ``pvec``.
+
+    The simulator hands messages over by reference, so the next hop finds
+    the distances computed by the previous one and need not touch every
+    entry's coordinate again; a view that came from the network is a plain
+    list and gets its distances computed. JSON encodes it as the list it
+    is, so nothing of this reaches the wire.
+    """
+
+    __slots__ = ('pvec', 'keys')
 
 
 NearChanged = Callable[[frozenset, frozenset], None]
@@ -323,11 +384,15 @@ class SpiralService:
         self.on_near_changed: NearChanged | None = None
         self._near: dict[str, _Entry] = {}
         self._long: list[_Entry] = []
+        #: Names in ``_long``: every Vivaldi probe refreshes what we know
+        #: of its peer, and most peers are no long link.
+        self._long_names: frozenset[str] = frozenset()
         self._seen = 0
         self._ids = itertools.count(1)
         self._pending: dict[str, _Pending] = {}
         self._forwards: dict[tuple[str, str], tuple[_Search, Any]] = {}
         self._rtts: dict[str, float] = {}
+        self._here: tuple[Coordinate, list] | None = None
 
     # -- membership and tables -------------------------------------------
 
@@ -357,6 +422,7 @@ class SpiralService:
                 slot = self.rng.randrange(self._seen)
                 if slot < links:
                     self._long[slot] = entry
+            self._long_names = frozenset(e.peer.name for e in self._long)
         self._merge_near((entry,))
 
     def update_coordinate(self, name: str, coord: Coordinate,
@@ -387,18 +453,20 @@ class SpiralService:
             if rtt_ms is not None:
                 entry.rtt = rtt_ms
             kept = True
-        for entry in self._long:
-            if entry.peer.name == name:
-                entry.set_coord(coord, now)
-                if rtt_ms is not None:
-                    entry.rtt = rtt_ms
-                kept = True
+        if name in self._long_names:
+            for entry in self._long:
+                if entry.peer.name == name:
+                    entry.set_coord(coord, now)
+                    if rtt_ms is not None:
+                        entry.rtt = rtt_ms
+                    kept = True
         return kept
 
     def remove(self, name: str) -> None:
         """Forget a peer that left (membership) in every table."""
         self._rtts.pop(name, None)
         self._long = [e for e in self._long if e.peer.name != name]
+        self._long_names = frozenset(e.peer.name for e in self._long)
         if name in self._near:
             old = frozenset(self._near)
             del self._near[name]
@@ -433,6 +501,17 @@ class SpiralService:
             return dist(e.vec, mvec) + e.height + mh
         return key
 
+    def _near_keys(self, entries: list[_Entry]) -> list[float]:
+        """``_near_key`` of each entry, in one comprehension: a search
+        ranks near sets at every hop, and a key function call per entry
+        cost more than the arithmetic."""
+        here = self.coordinate()
+        mvec = here.vec
+        mh = here.height
+        dist = math.dist
+        return [e.rtt if e.rtt is not None
+                else dist(e.vec, mvec) + e.height + mh for e in entries]
+
     def _merge_near(self, entries: Iterable[_Entry]) -> None:
         """Keep, of the near set and ``entries``, the nearest to us.
 
@@ -455,9 +534,7 @@ class SpiralService:
             if have is e:
                 continue
             if e.learned > have.learned:
-                have.vec = e.vec
-                have.height = e.height
-                have.learned = e.learned
+                have.take_coord(e)
             if e.rtt is not None:
                 have.rtt = e.rtt
         if not fresh:
@@ -467,16 +544,25 @@ class SpiralService:
             new = dict(near)
             new.update(fresh)
         else:
-            key = self._near_key()
-            if len(near) >= size:
-                worst = max(map(key, near.values()))
-                fresh = {n: e for n, e in fresh.items() if key(e) < worst}
-                if not fresh:
-                    return
             pool = list(near.values())
-            pool.extend(fresh.values())
-            pool.sort(key=key)
-            new = {e.peer.name: e for e in pool[:size]}
+            keys = self._near_keys(pool)
+            candidates = list(fresh.values())
+            ckeys = self._near_keys(candidates)
+            if len(near) >= size:
+                worst = max(keys)
+                kept = [i for i, key in enumerate(ckeys) if key < worst]
+                if not kept:
+                    return
+                candidates = [candidates[i] for i in kept]
+                ckeys = [ckeys[i] for i in kept]
+            pool.extend(candidates)
+            keys.extend(ckeys)
+            # A stable sort of the indices by key: the order (ties
+            # included) of sorting the pool with ``_near_key``.
+            new = {}
+            for i in sorted(range(len(pool)), key=keys.__getitem__)[:size]:
+                e = pool[i]
+                new[e.peer.name] = e
             if new.keys() == near.keys():
                 return
         old = frozenset(near)
@@ -486,22 +572,91 @@ class SpiralService:
     def _learn(self, view: list[list], now: float) -> None:
         """The learning rule on a view in wire form.
 
-        Only the entries that can enter the near set become objects: in a
+        Only the entries that enter the near set become objects: in a
         settled overlay most of a view is farther than our farthest near
         peer, or in the near set already (then its coordinate is refreshed
-        when the view's is younger).
+        when the view's is younger). Once the near set is full this is
+        ``_merge_near`` done in place, each candidate's distance computed
+        once: it runs at every hop of every search.
         """
+        near = self._near
+        size = self.params.near_set_size
+        if len(near) < size:
+            self._learn_into_partial(view, now)
+            return
+        myname = self.me.name
+        rtts = self._rtts
+        here = self.coordinate()
+        mvec = here.vec
+        mh = here.height
+        dist = math.dist
+        pool = list(near.values())
+        keys = self._near_keys(pool)
+        worst = max(keys)
+        refreshed = False
+        # name -> (wire entry, learned, measured RTT, distance); a name
+        # given twice keeps its first place and its last entry, as the
+        # dict of fresh entries in ``_merge_near`` does.
+        found: dict[str, tuple] = {}
+        for w in view:
+            name = w[0]
+            have = near.get(name)
+            if have is not None:
+                learned = now - w[3]
+                if learned > have.learned:
+                    coord = w[2]
+                    have.set_position(tuple(coord[0]), coord[1], learned,
+                                      coord)
+                    refreshed = True
+                continue
+            if name == myname:
+                continue
+            rtt = rtts.get(name)
+            if rtt is None:
+                key = dist(w[2][0], mvec) + w[2][1] + mh
+                if key >= worst:
+                    continue
+            elif rtt >= worst:
+                continue
+            else:
+                key = rtt
+            found[name] = (w, now - w[3], rtt, key)
+        if not found:
+            return
+        if refreshed:
+            # Refreshed coordinates move the near set's own distances.
+            keys = self._near_keys(pool)
+            worst = max(keys)
+        count = len(pool)
+        for item in found.values():
+            if item[3] < worst:
+                pool.append(item)
+                keys.append(item[3])
+        if len(pool) == count:
+            return
+        order = sorted(range(len(pool)), key=keys.__getitem__)
+        del order[size:]
+        if max(order) < count and len(order) == len(near):
+            return  # the same members: nothing of the view was nearer
+        new = {}
+        for i in order:
+            e = pool[i]
+            if i >= count:
+                w, learned, rtt, _ = e
+                coord = w[2]
+                e = _Entry(_peer_ref(w[0], w[1]), tuple(coord[0]),
+                           coord[1], learned, rtt, coord)
+            new[e.peer.name] = e
+        old = frozenset(near)
+        self._near = new
+        self._changed(old)
+
+    def _learn_into_partial(self, view: list[list], now: float) -> None:
+        """The learning rule while the near set still has room: every
+        peer of the view is a candidate."""
         near = self._near
         myname = self.me.name
         rtts = self._rtts
-        full = len(near) >= self.params.near_set_size
-        if full:
-            key = self._near_key()
-            worst = max(map(key, near.values()))
-            here = self.coordinate()
-            mvec = here.vec
-            mh = here.height
-            dist = math.dist
         fresh = []
         for w in view:
             name = w[0]
@@ -509,21 +664,15 @@ class SpiralService:
             have = near.get(name)
             if have is not None:
                 if learned > have.learned:
-                    have.vec = tuple(w[2][0])
-                    have.height = w[2][1]
-                    have.learned = learned
+                    coord = w[2]
+                    have.set_position(tuple(coord[0]), coord[1], learned,
+                                      coord)
                 continue
             if name == myname:
                 continue
-            rtt = rtts.get(name)
-            if full:
-                if rtt is None:
-                    if dist(w[2][0], mvec) + w[2][1] + mh >= worst:
-                        continue
-                elif rtt >= worst:
-                    continue
-            fresh.append(_Entry(_peer_ref(name, w[1]), tuple(w[2][0]),
-                                w[2][1], learned, rtt))
+            coord = w[2]
+            fresh.append(_Entry(_peer_ref(name, w[1]), tuple(coord[0]),
+                                coord[1], learned, rtts.get(name), coord))
         if fresh:
             self._merge_near(fresh)
 
@@ -564,8 +713,7 @@ class SpiralService:
         search_id = '%s/%d' % (self.me.name, next(self._ids))
         now = self.endpoint.now()
         view = self._view_with_mine([], point.vec, here, now)
-        pending = _Pending(on_done, point, own, k,
-                           self._view_from_wire(view, now))
+        pending = _Pending(on_done, point, own, k, view, now)
         self._pending[search_id] = pending
         self.stats.searches_started += 1
         max_hops = min(k, params.spiral_max_hops)
@@ -579,34 +727,80 @@ class SpiralService:
         return search_id
 
     def _view_with_mine(self, view: list[list], pvec: tuple,
-                        here: Coordinate, now: float) -> list[list]:
+                        here: Coordinate, now: float) -> '_View':
         """The wire view ``view`` merged with this node and its tables,
         nearest to the point ``pvec`` first, cut to ``view_size``.
 
         For a peer named twice the younger coordinate wins; entries passed
         on keep the age they arrived with (a hop takes milliseconds).
+        This runs at every hop of every search, so each distance is
+        computed once (no key function), a view built by this class
+        brings its distances along (see ``_View``), and the entries' wire
+        coordinates are reused instead of rebuilt.
         """
-        by_name = {}
-        for w in view:
-            have = by_name.get(w[0])
-            if have is None or w[3] < have[3]:
-                by_name[w[0]] = w
+        dist = math.dist
+        # Parallel lists in first-seen order, as a dict by name would
+        # keep them: the sort below breaks ties in this order.
+        if type(view) is _View and view.pvec == pvec:
+            # Built by _view_with_mine: names unique, distances known.
+            entries = list(view)
+            dists = list(view.keys)
+            slot = {w[0]: i for i, w in enumerate(entries)}
+        else:
+            slot = {}
+            entries = []
+            dists = []
+            for w in view:
+                name = w[0]
+                i = slot.get(name)
+                if i is None:
+                    slot[name] = len(entries)
+                    entries.append(w)
+                    dists.append(dist(w[2][0], pvec) + w[2][1])
+                elif w[3] < entries[i][3]:
+                    entries[i] = w
+                    dists[i] = dist(w[2][0], pvec) + w[2][1]
         me = self.me
-        by_name[me.name] = [me.name, me.address,
-                            [list(here.vec), here.height], 0.0]
+        w = [me.name, me.address, self._here_wire(here), 0.0]
+        key = dist(here.vec, pvec) + here.height
+        i = slot.get(me.name)
+        if i is None:
+            slot[me.name] = len(entries)
+            entries.append(w)
+            dists.append(key)
+        else:
+            entries[i] = w
+            dists[i] = key
         for e in itertools.chain(self._near.values(), self._long):
             name = e.peer.name
             age = now - e.learned
-            have = by_name.get(name)
-            if have is None or age < have[3]:
-                by_name[name] = [name, e.peer.address,
-                                 [list(e.vec), e.height],
-                                 age if age > 0 else 0.0]
-        dist = math.dist
-        merged = sorted(by_name.values(),
-                        key=lambda w: dist(w[2][0], pvec) + w[2][1])
-        del merged[self.params.view_size:]
+            i = slot.get(name)
+            if i is None or age < entries[i][3]:
+                w = [name, e.peer.address, e._wire or e.wire_coord(),
+                     age if age > 0 else 0.0]
+                key = dist(e.vec, pvec) + e.height
+                if i is None:
+                    slot[name] = len(entries)
+                    entries.append(w)
+                    dists.append(key)
+                else:
+                    entries[i] = w
+                    dists[i] = key
+        # Indices sorted stably by distance: ties stay in merge order.
+        order = sorted(range(len(entries)), key=dists.__getitem__)
+        del order[self.params.view_size:]
+        merged = _View([entries[i] for i in order])
+        merged.pvec = pvec
+        merged.keys = [dists[i] for i in order]
         return merged
+
+    def _here_wire(self, here: Coordinate) -> list:
+        """This node's coordinate in wire form, rebuilt only when it moved
+        (Vivaldi moves it once per probe; searches pass many times)."""
+        cached = self._here
+        if cached is None or cached[0] is not here:
+            cached = self._here = (here, here.to_wire())
+        return cached[1]
 
     def _advance(self, state: _Search) -> None:
         """Send the search to its closest unvisited peer, or end it here."""
@@ -763,7 +957,9 @@ class SpiralService:
                   {'id': search_id})
         pending.timed_out = True
         pending.visited = [self.me.name]
-        self._rank(search_id, pending, pending.initial_view)
+        self._rank(search_id, pending,
+                   self._view_from_wire(pending.initial_view,
+                                        pending.started))
 
     def _rank(self, search_id: str, pending: _Pending,
               view: list[_Entry]) -> None:
@@ -782,9 +978,7 @@ class SpiralService:
         for name, e in self._near.items():
             seen = pool.get(name)
             if seen is not None and seen.learned > e.learned:
-                e.vec = seen.vec
-                e.height = seen.height
-                e.learned = seen.learned
+                e.take_coord(seen)
             pool[name] = e
         here = self.coordinate()
         mvec = here.vec

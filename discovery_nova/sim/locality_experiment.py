@@ -32,29 +32,29 @@ Figures (``LocalityReport``):
   probes per search.
 """
 
+from collections.abc import Callable
 import dataclasses
 import gc
 import math
 import random
 import statistics
 import time
-from collections.abc import Callable
 
 import numpy as np
 
-from discovery_nova.overlay.coordinates import VivaldiNode, VivaldiParams
+from discovery_nova.overlay.coordinates import VivaldiNode
+from discovery_nova.overlay.coordinates import VivaldiParams
 from discovery_nova.overlay.peer import PeerRef
-from discovery_nova.overlay.spiral import (
-    SpiralParams,
-    SpiralResult,
-    SpiralService,
-)
+from discovery_nova.overlay.spiral import SpiralParams
+from discovery_nova.overlay.spiral import SpiralResult
+from discovery_nova.overlay.spiral import SpiralService
 from discovery_nova.sim.clock import VirtualClock
 from discovery_nova.sim.matrix_prober import MatrixProber
 from discovery_nova.sim.network import SimNetwork
 from discovery_nova.sim.topology import Topology
 
 Progress = Callable[[int, int], None]
+FinishHook = Callable[[Topology, list, list], None]
 
 #: Peers each sampled source is paired with on large topologies.
 _ERROR_PEERS = 1000
@@ -219,7 +219,8 @@ def run_locality_experiment(
         round_seconds: float = 1.0,
         error_pairs: int = 250_000,
         recall_sample: int = 500,
-        metrics_every: int = 1) -> LocalityReport:
+        metrics_every: int = 1,
+        on_finish: FinishHook | None = None) -> LocalityReport:
     """Run Vivaldi and spiral search together and measure them.
 
     :param topology: where the nodes sit (``discovery_nova.sim.topology``).
@@ -244,6 +245,10 @@ def run_locality_experiment(
     :param recall_sample: at most this many nodes' searches are scored.
     :param metrics_every: measure the Vivaldi errors every this many rounds
         (and always after the last).
+    :param on_finish: called once at the end as
+        ``on_finish(topology, vivaldi_nodes, spiral_services)`` (the
+        learning population), for pictures of the final state such as the
+        overlay map; the report itself keeps only figures.
     :raises ValueError: on a parameter out of range.
     """
     if rounds < 1:
@@ -270,18 +275,22 @@ def run_locality_experiment(
                             topology.size))
     started = time.perf_counter()
     cpu_started = time.process_time()
-    experiment = _Experiment(
-        topology, seed, search_every, vivaldi_params or VivaldiParams(),
-        sparams, compare_learning, bootstrap_peers, near_probe_share,
-        round_seconds, error_pairs, recall_sample, rounds)
-    # What was built lives for the whole run: keep the cyclic garbage
-    # collector from walking it over and over (a third of the run time
-    # otherwise), and let it run less often on the short-lived messages.
-    gc.collect()
-    gc.freeze()
-    thresholds = gc.get_threshold()
-    gc.set_threshold(100000, 50, 1000)
+    # The cyclic garbage collector is off for the run, set-up included.
+    # What is built lives for the whole run, and what a round creates
+    # (messages, views, timers) is freed by reference counting: the
+    # protocol and the clock leave no cycles behind (a cancelled timer
+    # drops its callback). Each collection would walk the young objects and
+    # touch everything they point at, all over a heap of hundreds of
+    # megabytes: a sixth of a 10,000-node run's time even with collections
+    # made rare. Whatever cycle there is waits for the collector to be
+    # back on.
+    enabled = gc.isenabled()
+    gc.disable()
     try:
+        experiment = _Experiment(
+            topology, seed, search_every, vivaldi_params or VivaldiParams(),
+            sparams, compare_learning, bootstrap_peers, near_probe_share,
+            round_seconds, error_pairs, recall_sample, rounds)
         for r in range(rounds):
             experiment.run_round(r)
             if r % metrics_every == metrics_every - 1 or r == rounds - 1:
@@ -290,9 +299,11 @@ def run_locality_experiment(
                 progress(r + 1, rounds)
         experiment.clock.run_until()
     finally:
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
+        if enabled:
+            gc.enable()
     report = experiment.finish()
+    if on_finish is not None:
+        on_finish(topology, experiment.vivaldi, experiment.arms[0].services)
     report.wall_seconds = time.perf_counter() - started
     report.cpu_seconds = time.process_time() - cpu_started
     return report

@@ -2,28 +2,27 @@
 strict checking of every field a peer can send."""
 
 import copy
+import json
 import math
 import random
 
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from discovery_nova.overlay import spiral
-from discovery_nova.overlay.coordinates import (
-    Coordinate,
-    VivaldiNode,
-    VivaldiParams,
-)
+from discovery_nova.overlay.coordinates import Coordinate
+from discovery_nova.overlay.coordinates import VivaldiNode
+from discovery_nova.overlay.coordinates import VivaldiParams
 from discovery_nova.overlay.errors import InvalidMessage
 from discovery_nova.overlay.peer import PeerRef
-from discovery_nova.overlay.probe import Prober, RttSample
-from discovery_nova.overlay.spiral import (
-    SpiralParams,
-    SpiralService,
-    validate_message,
-)
+from discovery_nova.overlay.probe import Prober
+from discovery_nova.overlay.probe import RttSample
+from discovery_nova.overlay.spiral import SpiralParams
+from discovery_nova.overlay.spiral import SpiralService
+from discovery_nova.overlay.spiral import validate_message
 from discovery_nova.sim.clock import VirtualClock
 from discovery_nova.sim.matrix_prober import MatrixProber
 from discovery_nova.sim.network import SimNetwork
@@ -487,3 +486,39 @@ def test_rtt_memory_is_bounded_and_forgotten_on_leave():
     assert list(svc._rtts) == line.names[-3:]
     svc.remove(line.names[-1])
     assert line.names[-1] not in svc._rtts
+
+
+class WireLine(Line):
+    """A Line whose messages arrive as the agent's do: decoded JSON, plain
+    lists and nothing else."""
+
+    def _handler(self, svc, validate):
+        def handler(sender, message):
+            decoded = json.loads(json.dumps(message))
+            svc.validate_message(decoded)
+            svc.handle(sender, decoded)
+        return handler
+
+
+def _near_state(line):
+    return {name: [(p.peer.name, p.distance, p.rtt_ms)
+                   for p in svc.near_peers()]
+            for name, svc in line.services.items()}
+
+
+def test_views_handed_over_by_reference_search_as_decoded_json_does():
+    # The simulator passes views by reference and a hop reuses the
+    # distances the previous one computed; the agent's peers get JSON.
+    # Both must give the very same searches, learning and near sets.
+    params = SpiralParams(near_set_size=4, long_links=2, spiral_k=5,
+                          hop_timeout=2.0, view_size=8)
+    lines = [cls(n=50, params=params, seed=3) for cls in (Line, WireLine)]
+    for line in lines:
+        line.know_neighbours()
+    for name in lines[0].names[::3]:
+        by_ref, by_json = (line.search(name) for line in lines)
+        assert ([(p.peer.name, p.rtt_ms) for p in by_ref.peers] ==
+                [(p.peer.name, p.rtt_ms) for p in by_json.peers])
+        assert (by_ref.hops, by_ref.messages, by_ref.visited) == (
+            by_json.hops, by_json.messages, by_json.visited)
+    assert _near_state(lines[0]) == _near_state(lines[1])
