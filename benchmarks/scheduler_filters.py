@@ -42,8 +42,10 @@ from nova.scheduler import weights as nova_weights
 import discovery_nova.conf
 from discovery_nova.locality.fit import fit_coordinates
 from discovery_nova.locality.pop import PopDescriptor
-from discovery_nova.scheduler import all_filters, all_weighers
-from discovery_nova.scheduler.aggregates import DIRECTORY, read_aggregates
+from discovery_nova.scheduler import all_filters
+from discovery_nova.scheduler import all_weighers
+from discovery_nova.scheduler.aggregates import DIRECTORY
+from discovery_nova.scheduler.aggregates import read_aggregates
 from discovery_nova.sim.topology import PlanetLabTopology
 
 CONF = discovery_nova.conf.CONF

@@ -24,17 +24,13 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 import discovery_nova.conf
-from discovery_nova.overlay.agent import (
-    QUERY_KINDS,
-    AgentParams,
-    OverlayAgent,
-    query,
-)
+from discovery_nova.overlay.agent import QUERY_KINDS
+from discovery_nova.overlay.agent import AgentParams
+from discovery_nova.overlay.agent import OverlayAgent
+from discovery_nova.overlay.agent import query
 from discovery_nova.overlay.coordinates import VivaldiParams
-from discovery_nova.overlay.errors import (
-    MembershipUnavailable,
-    OverlayError,
-)
+from discovery_nova.overlay.errors import MembershipUnavailable
+from discovery_nova.overlay.errors import OverlayError
 from discovery_nova.overlay.ring import RingParams
 from discovery_nova.overlay.spiral import SpiralParams
 

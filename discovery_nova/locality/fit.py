@@ -8,14 +8,13 @@ peers (which train the error estimate) and its nearest peers (which make
 the coordinates right where locality matters), in a seeded order.
 """
 
+from collections.abc import Callable
+from collections.abc import Sequence
 import random
-from collections.abc import Callable, Sequence
 
-from discovery_nova.overlay.coordinates import (
-    Coordinate,
-    VivaldiNode,
-    VivaldiParams,
-)
+from discovery_nova.overlay.coordinates import Coordinate
+from discovery_nova.overlay.coordinates import VivaldiNode
+from discovery_nova.overlay.coordinates import VivaldiParams
 
 
 def fit_coordinates(rtt: Callable[[int, int], float], nodes: Sequence[int],

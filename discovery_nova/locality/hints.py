@@ -7,14 +7,16 @@ the value given and the form expected, which the scheduler turns into the
 request's fault.
 """
 
+from collections.abc import Collection
+from collections.abc import Mapping
 import dataclasses
 import ipaddress
 import math
 import re
 import uuid
-from collections.abc import Collection, Mapping
 
-from discovery_nova.locality.pop import POP_NAME_RE, TAG_RE
+from discovery_nova.locality.pop import POP_NAME_RE
+from discovery_nova.locality.pop import TAG_RE
 from discovery_nova.locality.prefixes import Address
 
 NEAR = 'near'

@@ -6,10 +6,10 @@ at most 255 characters), so each field of a descriptor has its own key;
 values and name the key, the value and the expected form otherwise.
 """
 
+from collections.abc import Mapping
 import dataclasses
 import math
 import re
-from collections.abc import Mapping
 
 from discovery_nova.overlay.coordinates import Coordinate
 

@@ -6,8 +6,8 @@ freely. A lookup tries each configured prefix length, longest first, in one
 dict per length: a handful of lengths means a handful of dict probes.
 """
 
-import ipaddress
 from collections.abc import Iterable
+import ipaddress
 
 from discovery_nova.locality.pop import POP_NAME_RE
 

@@ -6,16 +6,14 @@ go through ``estimate_rtt``, so a request is ranked the same way wherever
 it is decided.
 """
 
-import math
 from collections.abc import Iterable
+import math
 
 from discovery_nova.locality.pop import PopDescriptor
-from discovery_nova.locality.rtt import (
-    Reference,
-    RttEstimate,
-    estimate_rtt,
-    within,
-)
+from discovery_nova.locality.rtt import Reference
+from discovery_nova.locality.rtt import RttEstimate
+from discovery_nova.locality.rtt import estimate_rtt
+from discovery_nova.locality.rtt import within
 
 #: Offset (ms) in the log scale: differences below ~1 ms barely matter.
 LOG_OFFSET_MS = 1.0

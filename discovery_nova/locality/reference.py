@@ -9,7 +9,8 @@ entered at. A ``near_ip`` that no prefix covers is not the user's fault
 from collections.abc import Mapping
 
 from discovery_nova.locality import hints as hints_mod
-from discovery_nova.locality.hints import HintError, LocalityHints
+from discovery_nova.locality.hints import HintError
+from discovery_nova.locality.hints import LocalityHints
 from discovery_nova.locality.pop import PopDescriptor
 from discovery_nova.locality.prefixes import PrefixTable
 from discovery_nova.locality.rtt import Reference

@@ -15,9 +15,9 @@ PoPs, one it does not list is farther than all it lists: an estimate from a
 reference PoP is never below the largest RTT that PoP measured.
 """
 
+from collections.abc import Mapping
 import dataclasses
 import math
-from collections.abc import Mapping
 
 from discovery_nova.locality.pop import PopDescriptor
 from discovery_nova.overlay.coordinates import Coordinate

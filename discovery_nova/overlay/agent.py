@@ -25,47 +25,42 @@ restarts them when they fail.
 
 import asyncio
 import collections
+from collections.abc import Callable
 import dataclasses
 import itertools
 import math
 import random
 import socket
 import time
-from collections.abc import Callable
 from typing import Any
 
 from oslo_log import log as logging
 
 from discovery_nova.overlay import wire
-from discovery_nova.overlay.coordinates import VivaldiNode, VivaldiParams
+from discovery_nova.overlay.coordinates import VivaldiNode
+from discovery_nova.overlay.coordinates import VivaldiParams
 from discovery_nova.overlay.endpoint import Endpoint
-from discovery_nova.overlay.errors import (
-    ConnectionClosed,
-    InvalidMessage,
-    OverlayError,
-)
-from discovery_nova.overlay.locator import (
-    Located,
-    Locator,
-    LocatorParams,
-    Stored,
-)
-from discovery_nova.overlay.membership import (
-    Member,
-    Membership,
-    MembershipEvent,
-    load_membership,
-)
+from discovery_nova.overlay.errors import ConnectionClosed
+from discovery_nova.overlay.errors import InvalidMessage
+from discovery_nova.overlay.errors import OverlayError
+from discovery_nova.overlay.locator import Located
+from discovery_nova.overlay.locator import Locator
+from discovery_nova.overlay.locator import LocatorParams
+from discovery_nova.overlay.locator import Stored
+from discovery_nova.overlay.membership import Member
+from discovery_nova.overlay.membership import Membership
+from discovery_nova.overlay.membership import MembershipEvent
+from discovery_nova.overlay.membership import load_membership
 from discovery_nova.overlay.peer import PeerRef
 from discovery_nova.overlay.probe import RttSample
-from discovery_nova.overlay.ring import RingParams, RingRouter
-from discovery_nova.overlay.spiral import (
-    SpiralParams,
-    SpiralResult,
-    SpiralService,
-)
+from discovery_nova.overlay.ring import RingParams
+from discovery_nova.overlay.ring import RingRouter
+from discovery_nova.overlay.spiral import SpiralParams
+from discovery_nova.overlay.spiral import SpiralResult
+from discovery_nova.overlay.spiral import SpiralService
 from discovery_nova.overlay.supervisor import Supervisor
-from discovery_nova.overlay.udp_prober import UdpEchoProber, parse_address
+from discovery_nova.overlay.udp_prober import UdpEchoProber
+from discovery_nova.overlay.udp_prober import parse_address
 
 LOG = logging.getLogger(__name__)
 

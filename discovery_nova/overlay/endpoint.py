@@ -9,7 +9,8 @@ virtual clock. This is what lets simulation run the production code.
 
 import abc
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
+from typing import Protocol
 
 
 class TimerHandle(Protocol):

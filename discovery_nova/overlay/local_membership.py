@@ -16,26 +16,24 @@ simulated members thus cost nothing while they live.
 """
 
 import asyncio
+from collections.abc import Mapping
 import dataclasses
 import math
 import time
-import urllib.parse
-from collections.abc import Mapping
 from typing import Any
+import urllib.parse
 
 from oslo_log import log as logging
 
 from discovery_nova.overlay.endpoint import TimerHandle
 from discovery_nova.overlay.errors import MembershipUnavailable
-from discovery_nova.overlay.membership import (
-    Clock,
-    EventKind,
-    LeaveReason,
-    Member,
-    Membership,
-    MembershipEvent,
-    Registration,
-)
+from discovery_nova.overlay.membership import Clock
+from discovery_nova.overlay.membership import EventKind
+from discovery_nova.overlay.membership import LeaveReason
+from discovery_nova.overlay.membership import Member
+from discovery_nova.overlay.membership import Membership
+from discovery_nova.overlay.membership import MembershipEvent
+from discovery_nova.overlay.membership import Registration
 
 LOG = logging.getLogger(__name__)
 

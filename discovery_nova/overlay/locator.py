@@ -16,21 +16,20 @@ sends it to the members that just entered its replica set and drops its own
 copy when it has left the set: responsibility moves with the records.
 """
 
+from collections.abc import Callable
 import dataclasses
 import json
-from collections.abc import Callable
 from typing import Any
 
 from oslo_log import log as logging
 
-from discovery_nova.overlay.errors import InvalidMessage, RoutingFailed
+from discovery_nova.overlay.errors import InvalidMessage
+from discovery_nova.overlay.errors import RoutingFailed
 from discovery_nova.overlay.peer import PeerRef
-from discovery_nova.overlay.ring import (
-    MAX_KEY,
-    MemberRing,
-    RingRouter,
-    RouteResult,
-)
+from discovery_nova.overlay.ring import MAX_KEY
+from discovery_nova.overlay.ring import MemberRing
+from discovery_nova.overlay.ring import RingRouter
+from discovery_nova.overlay.ring import RouteResult
 
 LOG = logging.getLogger(__name__)
 

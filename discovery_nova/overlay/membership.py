@@ -17,14 +17,17 @@ about the other nodes, and their own record is ``Membership.member``.
 
 import abc
 import collections
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Mapping
 import dataclasses
 import enum
 import math
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any
+from typing import Protocol
 
-import stevedore
 from oslo_log import log as logging
+import stevedore
 
 from discovery_nova.overlay.coordinates import Coordinate
 from discovery_nova.overlay.endpoint import TimerHandle

@@ -8,8 +8,8 @@ Both are stevedore plugins of ``discovery_nova.overlay.probers``.
 """
 
 import abc
-import dataclasses
 from collections.abc import Callable
+import dataclasses
 
 from discovery_nova.overlay.coordinates import Coordinate
 from discovery_nova.overlay.peer import PeerRef
@@ -35,5 +35,5 @@ class Prober(abc.ABC):
     def probe(self, peer: PeerRef, on_result: SampleCallback) -> None:
         """Start one probe of ``peer``; call ``on_result`` exactly once."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional hook, not abstract)
         """Release sockets or timers; the default holds none."""

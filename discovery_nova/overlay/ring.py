@@ -46,19 +46,23 @@ its clock, so the agent and the simulator run the very same code.
 
 import bisect
 import collections
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Iterator
 import dataclasses
 import functools
 import hashlib
 import itertools
 import math
 import random
-from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from oslo_log import log as logging
 
-from discovery_nova.overlay.endpoint import Endpoint, TimerHandle
-from discovery_nova.overlay.errors import InvalidMessage, RoutingFailed
+from discovery_nova.overlay.endpoint import Endpoint
+from discovery_nova.overlay.endpoint import TimerHandle
+from discovery_nova.overlay.errors import InvalidMessage
+from discovery_nova.overlay.errors import RoutingFailed
 from discovery_nova.overlay.peer import PeerRef
 
 LOG = logging.getLogger(__name__)

@@ -14,10 +14,11 @@ counted.
 
 import asyncio
 import collections
+from collections.abc import Awaitable
+from collections.abc import Callable
 import dataclasses
 import enum
 import math
-from collections.abc import Awaitable, Callable
 
 from oslo_log import log as logging
 

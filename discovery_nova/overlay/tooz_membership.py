@@ -44,27 +44,25 @@ and applies what they found (view and listeners) back on the loop thread.
 
 import asyncio
 import collections
+from collections.abc import Mapping
 import dataclasses
 import math
 import socket
 import threading
 import time
+from typing import Any
 import urllib.parse
 import uuid
-from collections.abc import Mapping
-from typing import Any
 
-import tooz
 from oslo_log import log as logging
+import tooz
 from tooz import coordination
 
 from discovery_nova.overlay.errors import MembershipUnavailable
-from discovery_nova.overlay.membership import (
-    EventKind,
-    LeaveReason,
-    Member,
-    Membership,
-)
+from discovery_nova.overlay.membership import EventKind
+from discovery_nova.overlay.membership import LeaveReason
+from discovery_nova.overlay.membership import Member
+from discovery_nova.overlay.membership import Membership
 
 LOG = logging.getLogger(__name__)
 

@@ -13,25 +13,25 @@ network's, without connection set-up or retransmission delays.
 """
 
 import asyncio
+from collections.abc import Callable
 import dataclasses
 import math
 import os
 import random
 import socket
-from collections.abc import Callable
 from typing import Any
 
 from oslo_log import log as logging
 
 from discovery_nova.overlay import wire
 from discovery_nova.overlay.coordinates import Coordinate
-from discovery_nova.overlay.errors import (
-    AuthenticationFailed,
-    InvalidMessage,
-    MessageTooLarge,
-)
+from discovery_nova.overlay.errors import AuthenticationFailed
+from discovery_nova.overlay.errors import InvalidMessage
+from discovery_nova.overlay.errors import MessageTooLarge
 from discovery_nova.overlay.peer import PeerRef
-from discovery_nova.overlay.probe import Prober, RttSample, SampleCallback
+from discovery_nova.overlay.probe import Prober
+from discovery_nova.overlay.probe import RttSample
+from discovery_nova.overlay.probe import SampleCallback
 
 LOG = logging.getLogger(__name__)
 

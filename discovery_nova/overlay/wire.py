@@ -36,12 +36,10 @@ from typing import Any
 
 from oslo_log import log as logging
 
-from discovery_nova.overlay.errors import (
-    AuthenticationFailed,
-    ConnectionClosed,
-    InvalidMessage,
-    MessageTooLarge,
-)
+from discovery_nova.overlay.errors import AuthenticationFailed
+from discovery_nova.overlay.errors import ConnectionClosed
+from discovery_nova.overlay.errors import InvalidMessage
+from discovery_nova.overlay.errors import MessageTooLarge
 
 LOG = logging.getLogger(__name__)
 

@@ -9,18 +9,18 @@ PoP) is read from the API database and reused for
 ``[discovery_scheduler] pop_refresh_interval`` seconds.
 """
 
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Sequence
 import dataclasses
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
 
 from oslo_log import log as logging
 
-from discovery_nova.locality.pop import (
-    KEY_POP,
-    PopDescriptor,
-    PopMetadataError,
-)
+from discovery_nova.locality.pop import KEY_POP
+from discovery_nova.locality.pop import PopDescriptor
+from discovery_nova.locality.pop import PopMetadataError
 
 LOG = logging.getLogger(__name__)
 

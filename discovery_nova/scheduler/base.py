@@ -7,16 +7,16 @@ PoP (a cached lookup over its aggregates) plus one dict probe.
 
 from collections.abc import Sequence
 
-from nova.scheduler import filters, utils, weights
+from nova.scheduler import filters
+from nova.scheduler import utils
+from nova.scheduler import weights
 from oslo_log import log as logging
 
 import discovery_nova.conf
 from discovery_nova.locality.pop import PopDescriptor
-from discovery_nova.scheduler.request import (
-    LocalityRequest,
-    locality_request,
-    prefix_table,
-)
+from discovery_nova.scheduler.request import LocalityRequest
+from discovery_nova.scheduler.request import locality_request
+from discovery_nova.scheduler.request import prefix_table
 
 CONF = discovery_nova.conf.CONF
 LOG = logging.getLogger(__name__)

@@ -8,7 +8,8 @@ The reference point is ``near=<PoP or host>``, the PoP of
 
 from discovery_nova.locality.ranking import proximity_score
 from discovery_nova.locality.rtt import estimate_rtt
-from discovery_nova.scheduler.base import LocalityWeigher, floor_unknown
+from discovery_nova.scheduler.base import LocalityWeigher
+from discovery_nova.scheduler.base import floor_unknown
 from discovery_nova.scheduler.request import LocalityRequest
 
 

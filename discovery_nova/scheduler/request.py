@@ -12,26 +12,25 @@ conductor as an expected outcome, which records it as the server's fault
 (``openstack server show`` shows it) without a traceback in the scheduler.
 """
 
+from collections.abc import Sequence
 import dataclasses
 import threading
 import weakref
-from collections.abc import Sequence
 
 from nova import exception
 from oslo_log import log as logging
 
 import discovery_nova.conf
 from discovery_nova.locality import hints as hints_mod
-from discovery_nova.locality.hints import HintError, LocalityHints
+from discovery_nova.locality.hints import HintError
+from discovery_nova.locality.hints import LocalityHints
 from discovery_nova.locality.pop import PopDescriptor
 from discovery_nova.locality.prefixes import PrefixTable
 from discovery_nova.locality.reference import resolve_reference
 from discovery_nova.locality.rtt import Reference
-from discovery_nova.scheduler.aggregates import (
-    DIRECTORY,
-    PopDirectory,
-    pop_of_host,
-)
+from discovery_nova.scheduler.aggregates import DIRECTORY
+from discovery_nova.scheduler.aggregates import PopDirectory
+from discovery_nova.scheduler.aggregates import pop_of_host
 
 CONF = discovery_nova.conf.CONF
 LOG = logging.getLogger(__name__)

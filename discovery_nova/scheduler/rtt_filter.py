@@ -4,7 +4,8 @@ from collections.abc import Sequence
 
 import discovery_nova.conf
 from discovery_nova.locality.pop import PopDescriptor
-from discovery_nova.locality.rtt import estimate_rtt, within
+from discovery_nova.locality.rtt import estimate_rtt
+from discovery_nova.locality.rtt import within
 from discovery_nova.scheduler.base import LocalityFilter
 from discovery_nova.scheduler.request import LocalityRequest
 

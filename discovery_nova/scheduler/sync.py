@@ -15,12 +15,14 @@ created when missing, named after the PoP and carrying it as availability
 zone, which is how users see PoPs (``openstack availability zone list``).
 """
 
-import dataclasses
 from collections.abc import Iterable
+import dataclasses
 
 from oslo_log import log as logging
 
-from discovery_nova.locality.pop import KEY_POP, METADATA_KEYS, PopDescriptor
+from discovery_nova.locality.pop import KEY_POP
+from discovery_nova.locality.pop import METADATA_KEYS
+from discovery_nova.locality.pop import PopDescriptor
 
 LOG = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ Plain functions over plain sequences, so they draw the same whatever
 experiment produced the numbers. matplotlib runs headless (Agg).
 """
 
-import math
 from collections.abc import Sequence
+import math
 
 import matplotlib
 

@@ -32,31 +32,29 @@ the figures say how many were found, next to how many still had a live copy
 anywhere (the most any lookup could find).
 """
 
+from collections.abc import Callable
 import dataclasses
 import math
 import random
 import statistics
 import time
-from collections.abc import Callable
 from typing import Any
 
 from discovery_nova.overlay.errors import RoutingFailed
-from discovery_nova.overlay.locator import Located, Locator, LocatorParams
+from discovery_nova.overlay.locator import Located
+from discovery_nova.overlay.locator import Locator
+from discovery_nova.overlay.locator import LocatorParams
 from discovery_nova.overlay.peer import PeerRef
-from discovery_nova.overlay.ring import (
-    MemberRing,
-    RingParams,
-    RingRouter,
-    ring_id,
-)
+from discovery_nova.overlay.ring import MemberRing
+from discovery_nova.overlay.ring import RingParams
+from discovery_nova.overlay.ring import RingRouter
+from discovery_nova.overlay.ring import ring_id
 from discovery_nova.sim.clock import VirtualClock
 from discovery_nova.sim.network import SimNetwork
-from discovery_nova.sim.topology import (
-    TOPOLOGIES,
-    BackboneTopology,
-    PlanetLabTopology,
-    Topology,
-)
+from discovery_nova.sim.topology import TOPOLOGIES
+from discovery_nova.sim.topology import BackboneTopology
+from discovery_nova.sim.topology import PlanetLabTopology
+from discovery_nova.sim.topology import Topology
 
 #: ``progress(done, total)``: lookups finished so far over the whole run.
 Progress = Callable[[int, int], None]

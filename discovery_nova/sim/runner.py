@@ -5,13 +5,13 @@ Everything is written to a temporary directory first and moved into place
 at the end, so a run that fails leaves no half-written output behind.
 """
 
+from collections.abc import Callable
 import dataclasses
 import json
 import math
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
 
 import numpy as np
 

@@ -28,7 +28,8 @@ import pytest
 from discovery_nova.overlay import wire
 from discovery_nova.overlay.agent import query
 from discovery_nova.overlay.coordinates import Coordinate
-from discovery_nova.overlay.errors import AuthenticationFailed, OverlayError
+from discovery_nova.overlay.errors import AuthenticationFailed
+from discovery_nova.overlay.errors import OverlayError
 from discovery_nova.sim.topology import PlanetLabTopology
 
 pytestmark = [pytest.mark.functional, pytest.mark.timeout(120)]

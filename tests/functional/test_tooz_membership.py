@@ -27,7 +27,8 @@ import uuid
 import pytest
 
 from discovery_nova.overlay.errors import MembershipUnavailable
-from discovery_nova.overlay.membership import LeaveReason, Member
+from discovery_nova.overlay.membership import LeaveReason
+from discovery_nova.overlay.membership import Member
 from discovery_nova.overlay.supervisor import Supervisor
 from discovery_nova.overlay.tooz_membership import ToozMembership
 

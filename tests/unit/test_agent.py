@@ -12,9 +12,12 @@ import socket
 import pytest
 
 from discovery_nova.overlay import wire
-from discovery_nova.overlay.agent import AgentParams, OverlayAgent, query
+from discovery_nova.overlay.agent import AgentParams
+from discovery_nova.overlay.agent import OverlayAgent
+from discovery_nova.overlay.agent import query
 from discovery_nova.overlay.errors import OverlayError
-from discovery_nova.overlay.local_membership import LocalHub, LocalMembership
+from discovery_nova.overlay.local_membership import LocalHub
+from discovery_nova.overlay.local_membership import LocalMembership
 from discovery_nova.overlay.spiral import SpiralParams
 
 KEY = b'unit-test-deployment-key'

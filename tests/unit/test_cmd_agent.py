@@ -6,11 +6,11 @@ the exit status and the one-line error on stderr.
 
 import socket
 
-import pytest
 from oslo_config import cfg
+import pytest
 
-import discovery_nova.conf
 from discovery_nova.cmd import agent as cmd
+import discovery_nova.conf
 
 KEY = 'a-deployment-key-of-enough-length'
 

@@ -5,8 +5,8 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
 from oslo_config import cfg
+import pytest
 
 from discovery_nova import conf as dn_conf
 from discovery_nova.conf import opts

@@ -5,17 +5,15 @@ import math
 import random
 import statistics
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+import pytest
 
-from discovery_nova.overlay.coordinates import (
-    Coordinate,
-    VivaldiNode,
-    VivaldiParams,
-    nearest,
-    relative_error,
-)
+from discovery_nova.overlay.coordinates import Coordinate
+from discovery_nova.overlay.coordinates import VivaldiNode
+from discovery_nova.overlay.coordinates import VivaldiParams
+from discovery_nova.overlay.coordinates import nearest
+from discovery_nova.overlay.coordinates import relative_error
 
 
 def _node(**kwargs) -> VivaldiNode:

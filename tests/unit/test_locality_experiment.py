@@ -6,11 +6,10 @@ import math
 import pytest
 
 from discovery_nova.overlay.spiral import SpiralParams
-from discovery_nova.sim.locality_experiment import (
-    LocalityReport,
-    run_locality_experiment,
-)
-from discovery_nova.sim.topology import BackboneTopology, PlaneTopology
+from discovery_nova.sim.locality_experiment import LocalityReport
+from discovery_nova.sim.locality_experiment import run_locality_experiment
+from discovery_nova.sim.topology import BackboneTopology
+from discovery_nova.sim.topology import PlaneTopology
 
 SMALL = SpiralParams(near_set_size=8, long_links=3, spiral_k=5)
 

@@ -8,21 +8,18 @@ import random
 
 import pytest
 
-from discovery_nova.overlay.errors import InvalidMessage, RoutingFailed
-from discovery_nova.overlay.locator import (
-    STORE,
-    Located,
-    Locator,
-    LocatorParams,
-    Stored,
-)
+from discovery_nova.overlay.errors import InvalidMessage
+from discovery_nova.overlay.errors import RoutingFailed
+from discovery_nova.overlay.locator import STORE
+from discovery_nova.overlay.locator import Located
+from discovery_nova.overlay.locator import Locator
+from discovery_nova.overlay.locator import LocatorParams
+from discovery_nova.overlay.locator import Stored
 from discovery_nova.overlay.peer import PeerRef
-from discovery_nova.overlay.ring import (
-    MemberRing,
-    RingParams,
-    RingRouter,
-    ring_id,
-)
+from discovery_nova.overlay.ring import MemberRing
+from discovery_nova.overlay.ring import RingParams
+from discovery_nova.overlay.ring import RingRouter
+from discovery_nova.overlay.ring import ring_id
 from discovery_nova.sim.clock import VirtualClock
 from discovery_nova.sim.network import SimNetwork
 from discovery_nova.sim.topology import PlaneTopology

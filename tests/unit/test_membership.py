@@ -6,17 +6,16 @@ import logging
 import pytest
 
 from discovery_nova.overlay.errors import MembershipUnavailable
-from discovery_nova.overlay.local_membership import LocalHub, LocalMembership
-from discovery_nova.overlay.membership import (
-    EventKind,
-    LeaveReason,
-    Member,
-    MembershipEvent,
-    MembershipListener,
-    NeighboursChanged,
-    NotificationDispatcher,
-    load_membership,
-)
+from discovery_nova.overlay.local_membership import LocalHub
+from discovery_nova.overlay.local_membership import LocalMembership
+from discovery_nova.overlay.membership import EventKind
+from discovery_nova.overlay.membership import LeaveReason
+from discovery_nova.overlay.membership import Member
+from discovery_nova.overlay.membership import MembershipEvent
+from discovery_nova.overlay.membership import MembershipListener
+from discovery_nova.overlay.membership import NeighboursChanged
+from discovery_nova.overlay.membership import NotificationDispatcher
+from discovery_nova.overlay.membership import load_membership
 from discovery_nova.overlay.peer import PeerRef
 from discovery_nova.sim.clock import VirtualClock
 

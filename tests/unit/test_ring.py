@@ -12,27 +12,28 @@ import random
 import re
 import types
 
-import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck
+from hypothesis import given
+from hypothesis import settings
 from hypothesis import strategies as st
+import pytest
 
-from discovery_nova.overlay.errors import InvalidMessage, RoutingFailed
+from discovery_nova.overlay.errors import InvalidMessage
+from discovery_nova.overlay.errors import RoutingFailed
 from discovery_nova.overlay.peer import PeerRef
-from discovery_nova.overlay.ring import (
-    ACK,
-    FAIL,
-    REPLY,
-    RING_SIZE,
-    ROUTE,
-    MemberRing,
-    RingParams,
-    RingRouter,
-    RouteResult,
-    bucket_index,
-    clockwise,
-    ring_id,
-    validate_message,
-)
+from discovery_nova.overlay.ring import ACK
+from discovery_nova.overlay.ring import FAIL
+from discovery_nova.overlay.ring import REPLY
+from discovery_nova.overlay.ring import RING_SIZE
+from discovery_nova.overlay.ring import ROUTE
+from discovery_nova.overlay.ring import MemberRing
+from discovery_nova.overlay.ring import RingParams
+from discovery_nova.overlay.ring import RingRouter
+from discovery_nova.overlay.ring import RouteResult
+from discovery_nova.overlay.ring import bucket_index
+from discovery_nova.overlay.ring import clockwise
+from discovery_nova.overlay.ring import ring_id
+from discovery_nova.overlay.ring import validate_message
 from discovery_nova.sim.clock import VirtualClock
 from discovery_nova.sim.network import SimNetwork
 from discovery_nova.sim.topology import PlaneTopology

@@ -5,13 +5,11 @@ import math
 
 import pytest
 
-from discovery_nova.sim.routing_experiment import (
-    make_topology,
-    run_locate_experiment,
-    run_routing_experiment,
-    run_size,
-    target_hops,
-)
+from discovery_nova.sim.routing_experiment import make_topology
+from discovery_nova.sim.routing_experiment import run_locate_experiment
+from discovery_nova.sim.routing_experiment import run_routing_experiment
+from discovery_nova.sim.routing_experiment import run_size
+from discovery_nova.sim.routing_experiment import target_hops
 
 
 def test_target_is_half_log2_n_plus_one():

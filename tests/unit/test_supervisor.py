@@ -6,7 +6,8 @@ import logging
 
 import pytest
 
-from discovery_nova.overlay.supervisor import RestartPolicy, Supervisor
+from discovery_nova.overlay.supervisor import RestartPolicy
+from discovery_nova.overlay.supervisor import Supervisor
 
 
 def test_backoff_doubles_up_to_the_maximum():

@@ -2,11 +2,11 @@
 
 import lzma
 
-import numpy as np
-import pytest
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
+import numpy as np
+import pytest
 
 from discovery_nova.sim import topology as topo
 

@@ -6,7 +6,8 @@ import socket
 import pytest
 import stevedore
 
-from discovery_nova.overlay import udp_prober, wire
+from discovery_nova.overlay import udp_prober
+from discovery_nova.overlay import wire
 from discovery_nova.overlay.coordinates import Coordinate
 from discovery_nova.overlay.peer import PeerRef
 

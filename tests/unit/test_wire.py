@@ -16,12 +16,10 @@ import subprocess
 import pytest
 
 from discovery_nova.overlay import wire
-from discovery_nova.overlay.errors import (
-    AuthenticationFailed,
-    ConnectionClosed,
-    InvalidMessage,
-    MessageTooLarge,
-)
+from discovery_nova.overlay.errors import AuthenticationFailed
+from discovery_nova.overlay.errors import ConnectionClosed
+from discovery_nova.overlay.errors import InvalidMessage
+from discovery_nova.overlay.errors import MessageTooLarge
 
 KEY = b'k' * 32
 OTHER_KEY = b'x' * 32

@@ -10,14 +10,16 @@ the API. Expected placements come from the measured matrix, so a test
 fails if the coordinates rank PoPs differently from the measurements.
 """
 
-import openstack
-import pytest
 from keystoneauth1 import session as ks_session
 from keystoneauth1 import token_endpoint
+import openstack
+import pytest
 
 import discovery_nova.conf  # noqa: F401 (registers our options on CONF)
 from discovery_nova.locality.fit import fit_coordinates
-from discovery_nova.locality.pop import KEY_COORD, KEY_POP, PopDescriptor
+from discovery_nova.locality.pop import KEY_COORD
+from discovery_nova.locality.pop import KEY_POP
+from discovery_nova.locality.pop import PopDescriptor
 from discovery_nova.scheduler.aggregates import DIRECTORY
 from discovery_nova.scheduler.sync import AggregateSync
 from discovery_nova.sim.topology import PlanetLabTopology

@@ -2,11 +2,12 @@
 
 from nova.scheduler import weights
 
-from discovery_nova.scheduler.energy_weigher import (
-    EnergyWeigher,
-    non_renewable_per_it_energy,
-)
-from tests.unit.scheduler.fakes import FakeHostState, hosts_for, pop, spec
+from discovery_nova.scheduler.energy_weigher import EnergyWeigher
+from discovery_nova.scheduler.energy_weigher import non_renewable_per_it_energy
+from tests.unit.scheduler.fakes import FakeHostState
+from tests.unit.scheduler.fakes import hosts_for
+from tests.unit.scheduler.fakes import pop
+from tests.unit.scheduler.fakes import spec
 
 GREEN = pop('green', 0, renewable_share=0.9, pue=1.2)
 COAL = pop('coal', 5, renewable_share=0.0, pue=1.1)

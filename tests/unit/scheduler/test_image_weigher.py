@@ -3,13 +3,11 @@
 from nova.scheduler import weights
 
 from discovery_nova.scheduler.image_weigher import ImageLocalityWeigher
-from tests.unit.scheduler.fakes import (
-    FakeHostState,
-    hosts_for,
-    instance,
-    pop,
-    spec,
-)
+from tests.unit.scheduler.fakes import FakeHostState
+from tests.unit.scheduler.fakes import hosts_for
+from tests.unit.scheduler.fakes import instance
+from tests.unit.scheduler.fakes import pop
+from tests.unit.scheduler.fakes import spec
 
 IMAGE = '155d900f-4e14-4e4c-a73d-069cbf4541e6'
 OTHER = 'a2459075-d96c-40d5-893e-577ff92e721c'

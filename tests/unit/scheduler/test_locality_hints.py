@@ -2,12 +2,13 @@
 
 import ipaddress
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+import pytest
 
 from discovery_nova.locality import hints as hints_mod
-from discovery_nova.locality.hints import HintError, parse_hints
+from discovery_nova.locality.hints import HintError
+from discovery_nova.locality.hints import parse_hints
 from discovery_nova.locality.prefixes import PrefixTable
 from discovery_nova.locality.reference import resolve_reference
 from tests.unit.scheduler.fakes import pop

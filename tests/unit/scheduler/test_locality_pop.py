@@ -2,12 +2,13 @@
 
 import math
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+import pytest
 
 from discovery_nova.locality import pop as pop_mod
-from discovery_nova.locality.pop import PopDescriptor, PopMetadataError
+from discovery_nova.locality.pop import PopDescriptor
+from discovery_nova.locality.pop import PopMetadataError
 from discovery_nova.overlay.coordinates import Coordinate
 
 finite = st.floats(-1e4, 1e4, allow_nan=False)

@@ -2,11 +2,12 @@
 
 import ipaddress
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+import pytest
 
-from discovery_nova.locality.prefixes import PrefixTable, PrefixTableError
+from discovery_nova.locality.prefixes import PrefixTable
+from discovery_nova.locality.prefixes import PrefixTableError
 
 
 def test_longest_prefix_wins_and_families_do_not_mix():

@@ -6,13 +6,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from discovery_nova.locality.pop import PopDescriptor
-from discovery_nova.locality.ranking import proximity_score, rank_pops
-from discovery_nova.locality.rtt import (
-    Reference,
-    RttEstimate,
-    estimate_rtt,
-    within,
-)
+from discovery_nova.locality.ranking import proximity_score
+from discovery_nova.locality.ranking import rank_pops
+from discovery_nova.locality.rtt import Reference
+from discovery_nova.locality.rtt import RttEstimate
+from discovery_nova.locality.rtt import estimate_rtt
+from discovery_nova.locality.rtt import within
 from discovery_nova.overlay.coordinates import Coordinate
 from tests.unit.scheduler.fakes import pop
 

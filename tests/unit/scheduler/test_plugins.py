@@ -2,14 +2,14 @@
 
 import os
 
-import pytest
-import stevedore
 from nova.scheduler import filters as nova_filters
 from nova.scheduler import weights as nova_weights
 from oslo_config import cfg
+import pytest
+import stevedore
 
-import discovery_nova.conf
 from discovery_nova import scheduler
+import discovery_nova.conf
 from discovery_nova.conf import opts
 
 SNIPPET = os.path.join(os.path.dirname(__file__), '..', '..', '..', 'etc',

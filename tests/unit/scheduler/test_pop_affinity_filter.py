@@ -1,10 +1,14 @@
 """PopAffinityFilter: same_pop_as / different_pop_from."""
 
-import pytest
 from nova import exception
+import pytest
 
 from discovery_nova.scheduler.pop_affinity_filter import PopAffinityFilter
-from tests.unit.scheduler.fakes import hosts_for, instance, pop, pops_of, spec
+from tests.unit.scheduler.fakes import hosts_for
+from tests.unit.scheduler.fakes import instance
+from tests.unit.scheduler.fakes import pop
+from tests.unit.scheduler.fakes import pops_of
+from tests.unit.scheduler.fakes import spec
 
 PAR, FRA, AMS = pop('par1', 0), pop('fra1', 10), pop('ams1', 12)
 

@@ -1,16 +1,14 @@
 """PopFilter: pop, avoid_pop and pop_tag."""
 
-import pytest
 from nova import exception
+import pytest
 
 from discovery_nova.scheduler.pop_filter import PopFilter
-from tests.unit.scheduler.fakes import (
-    FakeHostState,
-    hosts_for,
-    pop,
-    pops_of,
-    spec,
-)
+from tests.unit.scheduler.fakes import FakeHostState
+from tests.unit.scheduler.fakes import hosts_for
+from tests.unit.scheduler.fakes import pop
+from tests.unit.scheduler.fakes import pops_of
+from tests.unit.scheduler.fakes import spec
 
 PAR = pop('par1', 0, tags=frozenset({'country:FR'}))
 FRA = pop('fra1', 10, tags=frozenset({'country:DE', 'renewable'}))

@@ -6,7 +6,10 @@ from nova.scheduler import weights
 from nova.scheduler.weights import HostWeightHandler
 
 from discovery_nova.scheduler.proximity_weigher import ProximityWeigher
-from tests.unit.scheduler.fakes import FakeHostState, hosts_for, pop, spec
+from tests.unit.scheduler.fakes import FakeHostState
+from tests.unit.scheduler.fakes import hosts_for
+from tests.unit.scheduler.fakes import pop
+from tests.unit.scheduler.fakes import spec
 
 PAR, FRA, NYC = pop('par1', 0), pop('fra1', 10), pop('nyc1', 80)
 

@@ -1,14 +1,19 @@
 """MaxRttFilter: admits PoPs surely within the bound."""
 
-import pytest
-from hypothesis import given, settings
+from hypothesis import given
+from hypothesis import settings
 from hypothesis import strategies as st
 from nova import exception
+import pytest
 
-from discovery_nova.locality.rtt import Reference, estimate_rtt
+from discovery_nova.locality.rtt import Reference
+from discovery_nova.locality.rtt import estimate_rtt
 from discovery_nova.scheduler.pop_filter import PopFilter
 from discovery_nova.scheduler.rtt_filter import MaxRttFilter
-from tests.unit.scheduler.fakes import hosts_for, pop, pops_of, spec
+from tests.unit.scheduler.fakes import hosts_for
+from tests.unit.scheduler.fakes import pop
+from tests.unit.scheduler.fakes import pops_of
+from tests.unit.scheduler.fakes import spec
 
 # On a line, x = RTT in ms from par1.
 PAR = pop('par1', 0, error=0.0)
