@@ -4,7 +4,9 @@
 #     requirements (skipped when the requirement files did not change);
 #   - Debian's etcd-server, for the membership tests against a real etcd
 #     (only when running as root with apt-get; otherwise those tests skip
-#     and say how to install it).
+#     and say how to install it);
+#   - Debian's shellcheck, for the DevStack plugin's shellcheck test (same
+#     conditions; otherwise that test skips).
 # Used by quickstart.sh and run_tests.sh; safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,5 +41,17 @@ if ! command -v etcd >/dev/null 2>&1; then
             echo "bootstrap: could not install etcd-server; etcd tests will skip"
     else
         echo "bootstrap: no etcd binary (apt-get install etcd-server); etcd tests will skip"
+    fi
+fi
+
+if ! command -v shellcheck >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "bootstrap: installing Debian's shellcheck for the DevStack plugin test"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >/dev/null 2>&1 || true
+        apt-get install -y -qq shellcheck >/dev/null 2>&1 || \
+            echo "bootstrap: could not install shellcheck; the DevStack shellcheck test will skip"
+    else
+        echo "bootstrap: no shellcheck binary (apt-get install shellcheck); the DevStack shellcheck test will skip"
     fi
 fi

@@ -82,7 +82,7 @@ def write_locality_outputs(report: LocalityReport, outdir: str,
                            heights: np.ndarray | None = None,
                            links: list | None = None,
                            labels: list | None = None) -> list[str]:
-    title = '%s, %d nodes' % (report.topology, report.nodes)
+    title = report.topology.split(' (')[0] + ', %d nodes' % report.nodes
     files = [plots.vivaldi_error_curves(
         report.error_rounds, report.error_median, report.error_p90,
         report.estimate_median, report.real_node_error_median,
@@ -108,7 +108,7 @@ def write_locality_outputs(report: LocalityReport, outdir: str,
     if final_coords is not None:
         files.append(plots.overlay_map(
             final_coords, heights, links or [], labels or [], 0,
-            'Overlay map (Vivaldi coordinates, near-set links): ' + title,
+            'Overlay map (near-set links): ' + title,
             os.path.join(outdir, 'overlay-map.png')))
     return files
 
