@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
                      default=[100, 300, 1000, 3000, 10000],
                      help='ring sizes for the routing figure '
                           '(default: 100,300,1000,3000,10000)')
-    sim.add_argument('--warmup-lookups', type=_positive_int, default=10,
+    sim.add_argument('--warmup-lookups', type=_positive_int, default=3,
                      help='learning warm-up: lookups per node '
                           '(default: %(default)s)')
     sim.add_argument('--skip-routing', action='store_true',
