@@ -61,6 +61,7 @@ from oslo_log import log as logging
 
 from discovery_nova.overlay.endpoint import Endpoint
 from discovery_nova.overlay.endpoint import TimerHandle
+from discovery_nova.overlay.envelope import check_envelope
 from discovery_nova.overlay.errors import InvalidMessage
 from discovery_nova.overlay.errors import RoutingFailed
 from discovery_nova.overlay.peer import PeerRef
@@ -976,24 +977,7 @@ def validate_message(message: Any) -> None:
     exactly what was checked. The content of a payload is its service's
     to check (``RingRouter.validate_message`` runs those checks).
     """
-    if not isinstance(message, dict):
-        raise InvalidMessage('a ring message must be a JSON object, got %s'
-                             % type(message).__name__)
-    kind = message.get('type')
-    if kind not in _FIELDS:
-        raise InvalidMessage('field %r must be one of %s, got %r'
-                             % ('type', ', '.join(MESSAGE_TYPES),
-                                str(kind)[:40]))
-    expected = _FIELDS[kind]
-    for field in expected:
-        if field not in message:
-            raise InvalidMessage('%s: field %r is missing (a %s carries %s)'
-                                 % (kind, field, kind, ', '.join(expected)))
-    extra = sorted(set(message) - set(expected), key=str)
-    if extra:
-        raise InvalidMessage('%s: unexpected field %r (a %s carries only '
-                             '%s)' % (kind, str(extra[0])[:40], kind,
-                                      ', '.join(expected)))
+    kind = check_envelope(message, 'ring', _FIELDS)
     if kind == ACK:
         hop = message['hop']
         if (not isinstance(hop, int) or isinstance(hop, bool) or

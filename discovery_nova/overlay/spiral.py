@@ -49,6 +49,7 @@ from oslo_log import log as logging
 
 from discovery_nova.overlay.coordinates import Coordinate
 from discovery_nova.overlay.endpoint import Endpoint
+from discovery_nova.overlay.envelope import check_envelope
 from discovery_nova.overlay.errors import InvalidMessage
 from discovery_nova.overlay.peer import PeerRef
 from discovery_nova.overlay.probe import Prober
@@ -1145,24 +1146,7 @@ def validate_message(message: Any, dimensions: int | None = None) -> None:
     exactly what was checked. ``dimensions``, when given, is the number of
     coordinate dimensions every coordinate must have.
     """
-    if not isinstance(message, dict):
-        raise InvalidMessage('a spiral message must be a JSON object, got '
-                             '%s' % type(message).__name__)
-    kind = message.get('type')
-    if not isinstance(kind, str) or kind not in _FIELDS:
-        raise InvalidMessage('field %r must be one of %s, got %r'
-                             % ('type', ', '.join(MESSAGE_TYPES),
-                                str(kind)[:40]))
-    expected = _FIELDS[kind]
-    for field in expected:
-        if field not in message:
-            raise InvalidMessage('%s: field %r is missing (a %s carries %s)'
-                                 % (kind, field, kind, ', '.join(expected)))
-    extra = sorted(set(message) - set(expected), key=str)
-    if extra:
-        raise InvalidMessage('%s: unexpected field %r (a %s carries only '
-                             '%s)' % (kind, str(extra[0])[:40], kind,
-                                      ', '.join(expected)))
+    kind = check_envelope(message, 'spiral', _FIELDS)
     _check_name(kind, 'search', message['search'], MAX_SEARCH_ID)
     if kind == ACK:
         return

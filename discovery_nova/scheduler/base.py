@@ -5,6 +5,7 @@ looks the verdict up for each host; the per-host cost is finding the host's
 PoP (a cached lookup over its aggregates) plus one dict probe.
 """
 
+import abc
 from collections.abc import Sequence
 
 from nova.scheduler import filters
@@ -22,7 +23,7 @@ CONF = discovery_nova.conf.CONF
 LOG = logging.getLogger(__name__)
 
 
-class LocalityFilter(filters.BaseHostFilter):
+class LocalityFilter(filters.BaseHostFilter, metaclass=abc.ABCMeta):
     """Base of filters that judge a host by the PoP it is in."""
 
     # The PoPs and the hints do not change between the instances of one
@@ -34,19 +35,19 @@ class LocalityFilter(filters.BaseHostFilter):
         # with the table's error, not at the first near_ip request.
         prefix_table()
 
+    @abc.abstractmethod
     def applies(self, request: LocalityRequest) -> bool:
         """Whether the request has a hint this filter acts on."""
-        raise NotImplementedError  # abstract: every filter defines it
 
+    @abc.abstractmethod
     def pop_passes(self, request: LocalityRequest,
                    pop: PopDescriptor | None) -> bool:
         """Whether hosts of ``pop`` (None: in no PoP) pass."""
-        raise NotImplementedError  # abstract: every filter defines it
 
+    @abc.abstractmethod
     def explain(self, request: LocalityRequest,
                 pops: Sequence[PopDescriptor]) -> str:
         """Why no host passed, for the log an admin reads."""
-        raise NotImplementedError  # abstract: every filter defines it
 
     def filter_all(self, filter_obj_list, spec_obj):
         host_states = list(filter_obj_list)
@@ -97,10 +98,10 @@ class LocalityWeigher(weights.BaseHostWeigher):
             host_state, self.multiplier_option,
             getattr(CONF.discovery_scheduler, self.multiplier_option))
 
+    @abc.abstractmethod
     def weigh_hosts(self, request: LocalityRequest, host_states: list,
                     spec_obj) -> list[float]:
         """One weight per host, higher is better."""
-        raise NotImplementedError  # abstract: every weigher defines it
 
     def weigh_objects(self, weighed_obj_list, weight_properties):
         host_states = [weighed.obj for weighed in weighed_obj_list]

@@ -6,6 +6,7 @@ ones reach 10,000 nodes without holding an N x N matrix in memory: RTTs are
 computed from positions on demand.
 """
 
+import abc
 import gzip
 import importlib.resources
 import lzma
@@ -19,7 +20,7 @@ class RttMatrixError(ValueError):
     """An RTT matrix file is unusable; the message says where and why."""
 
 
-class Topology:
+class Topology(abc.ABC):
     """Base of every topology: node names and pairwise RTT in ms."""
 
     #: Short name used on the command line and in reports.
@@ -33,12 +34,13 @@ class Topology:
     def size(self) -> int:
         return len(self.names)
 
+    @abc.abstractmethod
     def rtt(self, i: int, j: int) -> float:
-        raise NotImplementedError  # abstract: every topology defines it
+        """RTT in milliseconds between nodes ``i`` and ``j``."""
 
+    @abc.abstractmethod
     def rtts_from(self, i: int) -> np.ndarray:
         """RTTs from node ``i`` to every node, as a float array."""
-        raise NotImplementedError  # abstract: every topology defines it
 
     def index_of(self, name: str) -> int:
         try:
