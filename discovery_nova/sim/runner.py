@@ -92,13 +92,13 @@ def write_locality_outputs(report: LocalityReport, outdir: str,
     if s['recall_learning'] is not None:
         labels_bar, recall, messages = [], [], []
         if s['recall_no_learning'] is not None:
-            labels_bar.append('no learning')
+            labels_bar.append('no\nlearning')
             recall.append(s['recall_no_learning'])
             messages.append(_mean(report.messages_no_learning))
-        labels_bar.append('learning, 1st wave')
+        labels_bar.append('learning,\n1st wave')
         recall.append(s['first_wave_recall'])
         messages.append(report.messages_learning[0])
-        labels_bar.append('learning, last wave')
+        labels_bar.append('learning,\nlast wave')
         recall.append(s['recall_learning'])
         messages.append(report.messages_learning[-1])
         files.append(plots.spiral_recall(
