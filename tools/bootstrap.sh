@@ -24,11 +24,22 @@ want=$(cat requirements.txt test-requirements.txt setup.cfg tools/bootstrap.sh |
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || \
         ! "$VENV/bin/python" -c 'import discovery_nova' 2>/dev/null; then
     echo "bootstrap: installing requirements into $VENV (first run takes a few minutes)"
-    "$VENV/bin/pip" install -q --upgrade pip wheel setuptools
-    "$VENV/bin/pip" install -q -r requirements.txt -r test-requirements.txt
+    log="$VENV/bootstrap-install.log"
+    : > "$log"
+    pip_quietly() {
+        # pip and the build backends are chatty; keep their output in a log
+        # and show it only when an install fails.
+        if ! "$VENV/bin/pip" install -q "$@" >> "$log" 2>&1; then
+            cat "$log" >&2
+            echo "bootstrap: pip install $* failed (log above, also in $log)" >&2
+            exit 1
+        fi
+    }
+    pip_quietly --upgrade pip wheel setuptools
+    pip_quietly -r requirements.txt -r test-requirements.txt
     # The cloud extra brings keystone, glance and placement for the local
     # multi-PoP cloud (discovery-nova cloud up) and its end-to-end tests.
-    "$VENV/bin/pip" install -q -e '.[cloud]'
+    pip_quietly -e '.[cloud]'
     echo "$want" > "$stamp"
 fi
 
