@@ -159,7 +159,7 @@ def routing_targets(report) -> list[Target]:
             'ring mean hops, N=%d (before %.1f)' % (size.nodes,
                                                     size.before_mean),
             size.after_mean, '<= %.2f (0.5 log2 N + 1)' % size.target,
-            size.meets_target if size.nodes >= 10000 else None))
+            size.meets_target))
     if report.locate is not None:
         s = report.summary().get('locate', {})
         found = s.get('all_findable_found')
