@@ -41,7 +41,7 @@ class Sink(typing.Protocol):
     """What a listener offers the node: called in the loop thread."""
 
     def deliver(self, src: str, body: dict) -> None:
-        ...
+        """Take one message ``body`` that peer ``src`` sent to this sink."""
 
 
 @dataclasses.dataclass
