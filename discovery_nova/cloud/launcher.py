@@ -150,49 +150,52 @@ def all_databases(settings: CloudSettings) -> list[str]:
     return urls
 
 
+def _run_on_each_database(settings: CloudSettings, create: bool) -> None:
+    """Drop every database of the cloud on its MariaDB/PostgreSQL server,
+    and create it again empty when ``create``. Raises SQLAlchemyError."""
+    import sqlalchemy
+    engine = sqlalchemy.create_engine(_database_server(settings),
+                                      isolation_level='AUTOCOMMIT')
+    quote = '`' if settings.database == 'mysql' else '"'
+    try:
+        with engine.connect() as conn:
+            for url in all_databases(settings):
+                name = '%s%s%s' % (
+                    quote, sqlalchemy.engine.make_url(url).database, quote)
+                conn.execute(sqlalchemy.text(
+                    'DROP DATABASE IF EXISTS %s' % name))
+                if create:
+                    conn.execute(sqlalchemy.text('CREATE DATABASE %s' % name))
+    finally:
+        engine.dispose()
+
+
+def _database_server(settings: CloudSettings) -> str:
+    return (settings.mysql_url if settings.database == 'mysql'
+            else settings.postgresql_url + '/postgres')
+
+
 def recreate_databases(settings: CloudSettings) -> None:
     """Fresh, empty databases on MariaDB/PostgreSQL (sqlite needs none)."""
     if settings.database == 'sqlite':
         return
     import sqlalchemy
-    server = (settings.mysql_url if settings.database == 'mysql'
-              else settings.postgresql_url + '/postgres')
-    engine = sqlalchemy.create_engine(server, isolation_level='AUTOCOMMIT')
-    quote = '`' if settings.database == 'mysql' else '"'
     try:
-        with engine.connect() as conn:
-            for url in all_databases(settings):
-                name = sqlalchemy.engine.make_url(url).database
-                conn.execute(sqlalchemy.text(
-                    'DROP DATABASE IF EXISTS %s%s%s' % (quote, name, quote)))
-                conn.execute(sqlalchemy.text(
-                    'CREATE DATABASE %s%s%s' % (quote, name, quote)))
+        _run_on_each_database(settings, create=True)
     except sqlalchemy.exc.SQLAlchemyError as exc:
         raise CloudError('cannot create the databases on %s: %s'
-                         % (server, exc)) from exc
-    finally:
-        engine.dispose()
+                         % (_database_server(settings), exc)) from exc
 
 
 def drop_databases(settings: CloudSettings) -> None:
     if settings.database == 'sqlite':
         return
     import sqlalchemy
-    server = (settings.mysql_url if settings.database == 'mysql'
-              else settings.postgresql_url + '/postgres')
-    engine = sqlalchemy.create_engine(server, isolation_level='AUTOCOMMIT')
-    quote = '`' if settings.database == 'mysql' else '"'
     try:
-        with engine.connect() as conn:
-            for url in all_databases(settings):
-                name = sqlalchemy.engine.make_url(url).database
-                conn.execute(sqlalchemy.text(
-                    'DROP DATABASE IF EXISTS %s%s%s' % (quote, name, quote)))
+        _run_on_each_database(settings, create=False)
     except sqlalchemy.exc.SQLAlchemyError as exc:
         LOG.warning("could not drop the databases on %(server)s: %(err)s",
-                    {'server': server, 'err': exc})
-    finally:
-        engine.dispose()
+                    {'server': _database_server(settings), 'err': exc})
 
 
 def _rabbitmqctl(*args: str) -> subprocess.CompletedProcess:
