@@ -53,12 +53,13 @@ import dataclasses
 import functools
 import hashlib
 import itertools
-import math
 import random
 from typing import Any
 
 from oslo_log import log as logging
 
+from discovery_nova.overlay.bounds import check_integers
+from discovery_nova.overlay.bounds import check_seconds
 from discovery_nova.overlay.endpoint import Endpoint
 from discovery_nova.overlay.endpoint import TimerHandle
 from discovery_nova.overlay.envelope import check_envelope
@@ -302,18 +303,9 @@ class RingParams:
         bounds = (('ring_successors', 1, 64), ('ring_bucket_size', 1, 64),
                   ('ring_max_hops', 1, MAX_HOPS), ('attempts', 1, 100),
                   ('hop_retries', 0, 1000), ('join_peers', 0, 1024))
-        for field, low, high in bounds:
-            value = getattr(self, field)
-            if (not isinstance(value, int) or isinstance(value, bool) or
-                    not low <= value <= high):
-                raise ValueError('%s must be an integer from %d to %d, got '
-                                 '%r' % (field, low, high, value))
-        for field in ('request_timeout', 'hop_timeout', 'suspect_time'):
-            value = getattr(self, field)
-            if (not isinstance(value, (int, float)) or
-                    not math.isfinite(value) or value <= 0):
-                raise ValueError('%s must be a positive number of seconds, '
-                                 'got %r' % (field, value))
+        check_integers(self, bounds)
+        check_seconds(self, ('request_timeout', 'hop_timeout',
+                             'suspect_time'))
 
     @classmethod
     def from_options(cls, options: Any, **overrides) -> 'RingParams':

@@ -47,6 +47,7 @@ from typing import Any
 
 from oslo_log import log as logging
 
+from discovery_nova.overlay.bounds import check_integers
 from discovery_nova.overlay.coordinates import Coordinate
 from discovery_nova.overlay.endpoint import Endpoint
 from discovery_nova.overlay.envelope import check_envelope
@@ -112,12 +113,7 @@ class SpiralParams:
         bounds = (('near_set_size', 1, MAX_VIEW), ('long_links', 0, 256),
                   ('spiral_k', 1, MAX_K), ('spiral_max_hops', 1, MAX_HOPS),
                   ('view_size', 1, MAX_VIEW), ('rtt_memory', 0, 1 << 20))
-        for field, low, high in bounds:
-            value = getattr(self, field)
-            if (not isinstance(value, int) or isinstance(value, bool) or
-                    not low <= value <= high):
-                raise ValueError('%s must be an integer from %d to %d, got '
-                                 '%r' % (field, low, high, value))
+        check_integers(self, bounds)
         if not (math.isfinite(self.hop_timeout) and self.hop_timeout > 0):
             raise ValueError('hop_timeout must be a positive number of '
                              'seconds, got %r' % (self.hop_timeout,))
