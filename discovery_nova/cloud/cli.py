@@ -1,7 +1,8 @@
 """``discovery-nova cloud up|status|down``: the local multi-PoP cloud.
 
 ``stop-pop`` and ``start-pop`` take one PoP away (cleanly or as a crash)
-and bring it back, for failure scenarios.
+and bring it back, for failure scenarios; ``demo`` runs them all against
+a running cloud and reports what went where.
 
 ``add_subparser(subparsers)`` plugs the ``cloud`` command into the
 project's CLI; ``python -m discovery_nova.cloud`` runs it on its own.
@@ -22,6 +23,19 @@ def _state_dir(args) -> Path:
         settings_mod.default_state_dir()
 
 
+def _compute_size(text: str) -> tuple[int, int]:
+    """``VCPUS:RAM_MB`` as two integers, for argparse."""
+    parts = text.split(':')
+    try:
+        if len(parts) != 2:
+            raise ValueError(text)
+        return int(parts[0]), int(parts[1])
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            '%r is not VCPUS:RAM_MB (two integers, e.g. 16:16384)'
+            % text) from None
+
+
 def cmd_up(args) -> int:
     state_dir = _state_dir(args)
     names = args.pop_names.split(',') if args.pop_names else None
@@ -31,6 +45,8 @@ def cmd_up(args) -> int:
             state_dir=state_dir.resolve(), layout=layout,
             database=args.database, transport=args.transport,
             conductor=args.conductor, computes_per_pop=args.computes,
+            compute_vcpus=args.compute_size[0],
+            compute_ram_mb=args.compute_size[1],
             compute_driver=args.compute_driver,
             nova_conf_extra=[Path(p).resolve() for p in args.nova_conf],
             clouds_yaml=(None if args.clouds_yaml == 'none'
@@ -100,6 +116,41 @@ def cmd_start_pop(args) -> int:
     return 0
 
 
+def cmd_demo(args) -> int:
+    from openstack import exceptions as sdk_exc
+
+    from discovery_nova.cloud import demo as demo_mod
+    from discovery_nova.cloud import demo_report
+
+    out = Path(args.output_dir)
+    try:
+        demo = demo_mod.Demo(_state_dir(args), launcher.Progress(),
+                             skip_failure=args.skip_failure)
+    except demo_mod.DemoError as exc:
+        print('cloud demo: %s' % exc, file=sys.stderr)
+        return 1
+    failed = None
+    try:
+        demo.run()
+    except (demo_mod.DemoError, launcher.CloudError,
+            sdk_exc.SDKException) as exc:
+        failed = exc
+    result = demo.result
+    print()
+    print(demo_report.format_table(result.rows))
+    for note in result.notes:
+        print('* %s' % note)
+    out.mkdir(parents=True, exist_ok=True)
+    files = [demo_report.write_json(result, out / 'demo.json'),
+             demo_report.write_map(result, out / 'demo.png')]
+    print('wrote %s' % ', '.join(str(f) for f in files))
+    if failed is not None:
+        print('cloud demo: %s' % failed, file=sys.stderr)
+        return 1
+    print('demo done in %.0f s' % result.seconds)
+    return 0
+
+
 def add_subparser(subparsers) -> argparse.ArgumentParser:
     """Add ``cloud`` with its ``up``, ``status`` and ``down`` commands."""
     cloud = subparsers.add_parser(
@@ -132,12 +183,22 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
                     'PoP, or the p2p driver (default %s)'
                     % settings_mod.DEFAULT_TRANSPORT)
     up.add_argument('--conductor', choices=settings_mod.CONDUCTORS,
-                    default='nova', help='nova-conductor, or our '
-                    'discovery-conductor in its place (default nova)')
+                    default=settings_mod.DEFAULT_CONDUCTOR,
+                    help='our discovery-conductor, which forwards what a '
+                    'PoP cannot place to the nearest PoPs, or plain '
+                    'nova-conductor (PoPs on their own) (default %s)'
+                    % settings_mod.DEFAULT_CONDUCTOR)
     up.add_argument('--computes', type=int,
                     default=settings_mod.DEFAULT_COMPUTES,
                     help='nova-compute services per PoP (default %d)'
                     % settings_mod.DEFAULT_COMPUTES)
+    up.add_argument('--compute-size', type=_compute_size,
+                    default=(settings_mod.DEFAULT_COMPUTE_VCPUS,
+                             settings_mod.DEFAULT_COMPUTE_RAM_MB),
+                    metavar='VCPUS:RAM_MB',
+                    help='capacity each compute offers (default %d:%d)'
+                    % (settings_mod.DEFAULT_COMPUTE_VCPUS,
+                       settings_mod.DEFAULT_COMPUTE_RAM_MB))
     up.add_argument('--compute-driver',
                     default=settings_mod.DEFAULT_COMPUTE_DRIVER,
                     help='virt driver of the computes, under nova.virt '
@@ -181,6 +242,21 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
                            default=launcher.START_TIMEOUT,
                            help='seconds to wait (default %(default)s)')
     start_pop.set_defaults(func=cmd_start_pop)
+
+    demo = commands.add_parser(
+        'demo', help='against a running cloud: locality hints, overflow '
+        'to the nearest PoP, a malformed hint and a killed PoP; prints '
+        'what went where and writes demo.json and demo.png')
+    # Also accepted after "demo"; SUPPRESS keeps the one given before it.
+    demo.add_argument('--state-dir', default=argparse.SUPPRESS,
+                      help='as for "cloud"')
+    demo.add_argument('--output-dir', default='demo-output',
+                      help='where demo.json and demo.png go (default '
+                      '%(default)s)')
+    demo.add_argument('--skip-failure', action='store_true',
+                      help='do not kill and restart a PoP (saves a minute '
+                      'or two)')
+    demo.set_defaults(func=cmd_demo)
     return cloud
 
 

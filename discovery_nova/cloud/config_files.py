@@ -214,13 +214,57 @@ def nova_conf_sections(settings: CloudSettings, pop: PopSpec) -> Sections:
         'oslo_concurrency': {'lock_path': directory / 'locks'},
         'discovery': {'pop_name': pop.name},
     }
-    if settings.transport == 'p2p':
+    if settings.conductor == 'discovery':
+        sections['discovery_conductor'] = federation_options(settings, pop)
+    if settings.transport == 'p2p' or settings.conductor == 'discovery':
         sections['oslo_messaging_p2p'] = {
             'listen_host': settings.layout.host,
             'advertise_host': settings.layout.host,
             'deployment_key_file': p2p_key_file(settings),
         }
     return sections
+
+
+def federation_options(settings: CloudSettings,
+                       pop: PopSpec) -> dict[str, object]:
+    """Where the conductors of all PoPs meet, and the emulated WAN delays.
+
+    Conductor to conductor is always the p2p driver, seeded with every
+    PoP's federation port; the RTTs between PoPs come from the shipped
+    matrix, added by the conductor to each call since the PoPs share one
+    machine.
+    """
+    from discovery_nova.cloud import pop_registry
+    from discovery_nova.sim.topology import PlanetLabTopology
+
+    layout = settings.layout
+    seeds = ','.join('%s:%d' % (layout.host, other.federation_port)
+                     for other in layout.pops)
+    rtts = pop_registry.measured_rtts(layout, PlanetLabTopology())[pop.name]
+    return {
+        'federation_transport_url': 'p2p://%s/' % seeds,
+        'membership_url': 'file://%s' % (settings.state_dir / 'membership'),
+        'emulated_rtt_ms': ','.join('%s:%.1f' % (name, rtt)
+                                    for name, rtt in sorted(rtts.items())),
+        'sync_interval': 2.0,
+        'forward_timeout': 90.0,
+    }
+
+
+#: Our filters and weighers next to nova's, as in
+#: etc/nova/nova.conf.d/discovery-scheduler.conf (repeated keys: oslo.config
+#: multi-valued options).
+SCHEDULER_SNIPPET = """\
+# Written by discovery-nova cloud up: the locality filters and weighers.
+[filter_scheduler]
+available_filters = nova.scheduler.filters.all_filters
+available_filters = discovery_nova.scheduler.all_filters
+enabled_filters = ComputeFilter,ComputeCapabilitiesFilter,\
+ImagePropertiesFilter,ServerGroupAntiAffinityFilter,\
+ServerGroupAffinityFilter,PopFilter,MaxRttFilter,PopAffinityFilter
+weight_classes = nova.scheduler.weights.all_weighers,\
+discovery_nova.scheduler.all_weighers
+""".replace('\\\n', '')
 
 
 def read_nova_snippet(path: Path) -> str:
@@ -258,6 +302,29 @@ def write_p2p_key(settings: CloudSettings) -> None:
         out.write(secrets.token_urlsafe(32) + '\n')
 
 
+#: What nova's fake driver reports for every host (nova.virt.fake).
+FAKE_HOST_VCPUS = 1000
+FAKE_HOST_RAM_MB = 800000
+
+
+def compute_capacity(settings: CloudSettings) -> dict[str, object]:
+    """Options that cut the fake driver's host down to the cloud's size.
+
+    Reserving the rest of the fake host and allocation ratios of 1 give
+    placement exactly ``compute_vcpus`` and ``compute_ram_mb`` to hand
+    out, so a PoP is full after a predictable number of servers.
+    """
+    return {
+        'reserved_host_cpus': max(0, FAKE_HOST_VCPUS - settings.compute_vcpus),
+        'reserved_host_memory_mb': max(
+            0, FAKE_HOST_RAM_MB - settings.compute_ram_mb),
+        'initial_cpu_allocation_ratio': 1.0,
+        'initial_ram_allocation_ratio': 1.0,
+        'cpu_allocation_ratio': 1.0,
+        'ram_allocation_ratio': 1.0,
+    }
+
+
 def render_nova(settings: CloudSettings, pop: PopSpec) -> dict[str, Path]:
     """Write nova.conf, one override per compute, and nova.conf.d.
 
@@ -273,15 +340,17 @@ def render_nova(settings: CloudSettings, pop: PopSpec) -> dict[str, Path]:
         # if the directory is missing.
         (state / 'instances').mkdir(parents=True, exist_ok=True)
         paths[host] = write_ini(directory / ('%s.conf' % host), {
-            'DEFAULT': {'host': host, 'state_path': state,
-                        'instances_path': state / 'instances'}})
+            'DEFAULT': dict({'host': host, 'state_path': state,
+                             'instances_path': state / 'instances'},
+                            **compute_capacity(settings))})
     conf_d = directory / 'nova.conf.d'
     conf_d.mkdir(parents=True, exist_ok=True)
     for old in conf_d.glob('*.conf'):
         old.unlink()
+    (conf_d / '00-discovery-scheduler.conf').write_text(SCHEDULER_SNIPPET)
     for index, extra in enumerate(settings.nova_conf_extra):
         text = read_nova_snippet(Path(extra))
-        target = conf_d / ('%02d-%s' % (index, Path(extra).name))
+        target = conf_d / ('%02d-%s' % (index + 1, Path(extra).name))
         if target.suffix != '.conf':
             target = target.with_name(target.name + '.conf')
         target.write_text(text)

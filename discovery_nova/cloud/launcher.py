@@ -345,6 +345,31 @@ def upload_image(settings: CloudSettings, sess) -> str:
     return image['id']
 
 
+def register_pops(settings: CloudSettings, sess, topology=None) -> None:
+    """Every PoP's aggregate, with coordinates, in every PoP's nova.
+
+    A PoP's own aggregate holds its compute hosts and is its availability
+    zone; the others' are its directory of the federation.
+    """
+    import openstack.connection
+
+    from discovery_nova.cloud import pop_registry
+    from discovery_nova.scheduler.sync import AggregateSync
+
+    if topology is None:
+        from discovery_nova.sim.topology import PlanetLabTopology
+        topology = PlanetLabTopology()
+    descriptors = pop_registry.describe_pops(settings.layout, topology)
+    for pop in settings.layout.pops:
+        conn = openstack.connection.Connection(
+            session=sess, region_name=pop.name, compute_api_version='2.1')
+        sync = AggregateSync(conn.compute)
+        for descriptor in descriptors:
+            own = descriptor.name == pop.name
+            sync.sync(descriptor,
+                      hosts=settings.compute_hosts(pop) if own else ())
+
+
 def clouds_yaml_entry(settings: CloudSettings) -> dict:
     return {
         'auth': {'auth_url': settings.keystone_url, 'username': 'admin',
@@ -478,7 +503,7 @@ def up(settings: CloudSettings, progress: Progress | None = None,
                 settings.state_dir))
     config_files.render_keystone(settings)
     config_files.render_glance(settings)
-    if settings.transport == 'p2p':
+    if settings.transport == 'p2p' or settings.conductor == 'discovery':
         config_files.write_p2p_key(settings)
     for pop in settings.layout.pops:
         config_files.render_placement(settings, pop)
@@ -535,6 +560,9 @@ def up(settings: CloudSettings, progress: Progress | None = None,
         image_id = upload_image(settings, sess)
         progress('flavors %s and image %s (%s)'
                  % (', '.join(FLAVORS), IMAGE_NAME, image_id))
+        register_pops(settings, sess)
+        progress('PoP aggregates (coordinates, availability zones) in '
+                 'every PoP')
     except BaseException:
         progress('start-up failed; stopping what was started')
         sup.stop_all()

@@ -17,7 +17,7 @@ SHARED_PORTS = {'keystone': 0, 'glance': 1, 'network': 2}
 #: Each PoP owns a block of this many ports after the shared ones.
 POP_PORT_BLOCK = 10
 #: Offsets inside a PoP's block.
-POP_PORTS = {'nova-api': 0, 'placement': 1, 'p2p': 2}
+POP_PORTS = {'nova-api': 0, 'placement': 1, 'p2p': 2, 'federation': 3}
 MAX_POPS = 50
 
 
@@ -34,6 +34,8 @@ class PopSpec:
     nova_api_port: int
     placement_port: int
     p2p_port: int
+    #: Where this PoP's conductor meets the other PoPs' conductors.
+    federation_port: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +57,7 @@ class CloudLayout:
             ports['%s/nova-api' % pop.name] = pop.nova_api_port
             ports['%s/placement' % pop.name] = pop.placement_port
             ports['%s/p2p' % pop.name] = pop.p2p_port
+            ports['%s/federation' % pop.name] = pop.federation_port
         return ports
 
 
@@ -136,7 +139,8 @@ def make_layout(count: int, base_port: int,
             name=topology.names[node], node=node,
             nova_api_port=start + POP_PORTS['nova-api'],
             placement_port=start + POP_PORTS['placement'],
-            p2p_port=start + POP_PORTS['p2p']))
+            p2p_port=start + POP_PORTS['p2p'],
+            federation_port=start + POP_PORTS['federation']))
     return CloudLayout(
         pops=tuple(pops),
         keystone_port=base_port + SHARED_PORTS['keystone'],

@@ -18,9 +18,12 @@ from discovery_nova.cloud.layout import PopSpec
 DATABASES = ('sqlite', 'mysql', 'postgresql')
 TRANSPORTS = ('rabbit', 'p2p')
 CONDUCTORS = ('nova', 'discovery')
-DEFAULT_TRANSPORT = 'rabbit'
+DEFAULT_TRANSPORT = 'p2p'
+DEFAULT_CONDUCTOR = 'discovery'
 DEFAULT_BASE_PORT = 25000
 DEFAULT_COMPUTES = 2
+DEFAULT_COMPUTE_VCPUS = 16
+DEFAULT_COMPUTE_RAM_MB = 16384
 CLOUD_NAME = 'discovery'
 #: nova's fake driver that keeps its node identity on disk, so that a
 #: compute can be stopped and started again (fake.FakeDriver cannot).
@@ -51,8 +54,13 @@ class CloudSettings:
     layout: CloudLayout
     database: str = 'sqlite'
     transport: str = DEFAULT_TRANSPORT
-    conductor: str = 'nova'
+    conductor: str = DEFAULT_CONDUCTOR
     computes_per_pop: int = DEFAULT_COMPUTES
+    #: vCPUs and MiB of RAM each compute offers to placement (the fake
+    #: driver's huge host is cut down by reserving the rest), so that a PoP
+    #: fills up after a known number of servers.
+    compute_vcpus: int = DEFAULT_COMPUTE_VCPUS
+    compute_ram_mb: int = DEFAULT_COMPUTE_RAM_MB
     compute_driver: str = DEFAULT_COMPUTE_DRIVER
     nova_conf_extra: list[Path] = dataclasses.field(default_factory=list)
     clouds_yaml: Path | None = None
@@ -74,6 +82,12 @@ class CloudSettings:
         if self.conductor not in CONDUCTORS:
             raise ValueError('conductor %r is not one of %s'
                              % (self.conductor, ', '.join(CONDUCTORS)))
+        if not 1 <= self.compute_vcpus <= 1000:
+            raise ValueError('vCPUs per compute must be 1-1000, got %d'
+                             % self.compute_vcpus)
+        if not 128 <= self.compute_ram_mb <= 800000:
+            raise ValueError('RAM per compute must be 128-800000 MiB, got %d'
+                             % self.compute_ram_mb)
         if not 1 <= self.computes_per_pop <= 20:
             raise ValueError('computes per PoP must be 1-20, got %d'
                              % self.computes_per_pop)

@@ -6,6 +6,7 @@
 
 from oslo_config import cfg
 
+from discovery_nova.conf import conductor
 from discovery_nova.conf import discovery
 from discovery_nova.conf import messaging
 from discovery_nova.conf import overlay
@@ -13,7 +14,7 @@ from discovery_nova.conf import scheduler
 
 CONF = cfg.CONF
 
-_MODULES = (discovery, overlay, scheduler, messaging)
+_MODULES = (discovery, overlay, scheduler, conductor, messaging)
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:

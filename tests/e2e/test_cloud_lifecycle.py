@@ -1,48 +1,28 @@
 """The local cloud end to end: up, boot with the openstack CLI, status, down.
 
 Runs the real services (keystone, glance, placement, nova) as processes on
-this machine, with sqlite and one RabbitMQ vhost per PoP, and drives them
-with python-openstackclient as a subprocess, as a user would.
+this machine (the session's cloud of conftest.py: sqlite, the p2p driver,
+our conductor) and drives them with python-openstackclient as a
+subprocess, as a user would.
 """
 
 import concurrent.futures
 import json
 import os
-from pathlib import Path
 import socket
-import subprocess
-import sys
-import time
 
 import pytest
 
 from discovery_nova.cloud import layout as layout_mod
-from discovery_nova.cloud.settings import CloudSettings
 from discovery_nova.cloud.supervisor import Supervisor
 from discovery_nova.cloud.supervisor import group_members
+from tests.e2e import harness
 
 pytestmark = pytest.mark.functional
 
-POPS = 3
-UP_TIMEOUT = 1200
-CLI_TIMEOUT = 300
-OPENSTACK = str(Path(sys.executable).parent / 'openstack')
-
-
-def _cloud(state_dir: Path, *args: str, timeout: float = CLI_TIMEOUT):
-    return subprocess.run(
-        [sys.executable, '-m', 'discovery_nova.cloud', 'cloud',
-         '--state-dir', str(state_dir)] + list(args),
-        capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def _free_base_port() -> int:
-    """A base port whose whole block is free on 127.0.0.1."""
-    for base in range(26000, 60000, 500):
-        layout = layout_mod.make_layout(POPS, base)
-        if not layout_mod.taken_ports(layout):
-            return base
-    raise RuntimeError('no free block of ports for the test cloud')
+POPS = harness.POPS
+_cloud = harness.cloud_command
+_free_base_port = harness.free_base_port
 
 
 def _rss_bytes(pgids: list[int]) -> int:
@@ -58,38 +38,7 @@ def _rss_bytes(pgids: list[int]) -> int:
     return total
 
 
-@pytest.fixture(scope='module')
-def cloud(tmp_path_factory):
-    state_dir = tmp_path_factory.mktemp('cloud')
-    base = _free_base_port()
-    started = time.monotonic()
-    done = _cloud(state_dir, 'up', '--pops', str(POPS), '--base-port',
-                  str(base), '--database', 'sqlite', '--transport', 'rabbit',
-                  '--clouds-yaml', 'none', timeout=UP_TIMEOUT)
-    up_seconds = time.monotonic() - started
-    try:
-        assert done.returncode == 0, done.stdout + done.stderr
-        settings = CloudSettings.load(state_dir)
-        env = dict(os.environ,
-                   OS_CLIENT_CONFIG_FILE=str(state_dir / 'clouds.yaml'))
-        yield {'state_dir': state_dir, 'settings': settings, 'env': env,
-               'up_seconds': up_seconds, 'up_output': done.stdout}
-    finally:
-        records = Supervisor(state_dir / 'run', state_dir / 'logs').records()
-        down = _cloud(state_dir, 'down')
-        left = [r.name for r in records.values() if group_members(r.pid)]
-        assert down.returncode == 0, down.stdout + down.stderr
-        assert not left, 'still running after down: %s' % left
-        assert not list((state_dir / 'run').glob('*.pid'))
-
-
-def _openstack(cloud, region: str, *args: str) -> str:
-    done = subprocess.run(
-        [OPENSTACK, '--os-cloud', 'discovery', '--os-region-name', region]
-        + list(args), capture_output=True, text=True, env=cloud['env'],
-        timeout=CLI_TIMEOUT, check=False)
-    assert done.returncode == 0, '%s: %s' % (' '.join(args), done.stderr)
-    return done.stdout
+_openstack = harness.ok
 
 
 def test_up_shows_progress_and_every_service_is_healthy(cloud):
@@ -181,7 +130,7 @@ def test_a_killed_pop_is_reported_and_comes_back(cloud):
         assert ('UNHEALTHY' in line) == dead, line
         assert (' dead ' in line) == dead, line
     started = _cloud(cloud['state_dir'], 'start-pop', victim,
-                     timeout=UP_TIMEOUT)
+                     timeout=harness.UP_TIMEOUT)
     assert started.returncode == 0, started.stdout + started.stderr
     status = _cloud(cloud['state_dir'], 'status')
     assert status.returncode == 0, status.stdout

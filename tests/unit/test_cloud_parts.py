@@ -97,7 +97,8 @@ def _ini(path: Path) -> dict:
 def test_nova_conf_per_pop_and_per_compute(tmp_path):
     extra = tmp_path / 'filters.conf'
     extra.write_text('[filter_scheduler]\nenabled_filters = ComputeFilter\n')
-    settings = _settings(tmp_path, nova_conf_extra=[extra])
+    settings = _settings(tmp_path, nova_conf_extra=[extra],
+                         transport='rabbit', conductor='nova')
     pop = settings.layout.pops[1]
     paths = config_files.render_nova(settings, pop)
     nova = _ini(paths['nova'])
@@ -111,8 +112,11 @@ def test_nova_conf_per_pop_and_per_compute(tmp_path):
     states = {_ini(paths[h])['DEFAULT']['state_path'] for h in hosts}
     assert len(states) == 2
     assert all(Path(state).is_dir() for state in states)
-    copied = list(paths['conf_d'].glob('*.conf'))
-    assert [p.read_text() for p in copied] == [extra.read_text()]
+    copied = sorted(paths['conf_d'].glob('*.conf'))
+    assert [p.name for p in copied] == ['00-discovery-scheduler.conf',
+                                        '01-filters.conf']
+    assert copied[1].read_text() == extra.read_text()
+    assert 'discovery_conductor' not in nova
     assert oct(paths['nova'].stat().st_mode & 0o777) == '0o600'
 
 
@@ -225,3 +229,28 @@ def test_cli_reports_a_missing_cloud(tmp_path, capsys):
     from discovery_nova.cloud import cli
     assert cli.main(['cloud', '--state-dir', str(tmp_path), 'status']) == 1
     assert 'no cloud in' in capsys.readouterr().err
+
+
+def test_discovery_conductor_and_compute_size(tmp_path):
+    """The default cloud: our conductor meets the others over p2p, with the
+    matrix RTTs as emulated delay; computes cut down to the asked size."""
+    settings = _settings(tmp_path, compute_vcpus=4, compute_ram_mb=4096)
+    assert (settings.transport, settings.conductor) == ('p2p', 'discovery')
+    a, b = settings.layout.pops
+    paths = config_files.render_nova(settings, a)
+    nova = _ini(paths['nova'])
+    fed = nova['discovery_conductor']
+    assert fed['federation_transport_url'] == 'p2p://127.0.0.1:%d,' \
+        '127.0.0.1:%d/' % (a.federation_port, b.federation_port)
+    assert fed['membership_url'] == 'file://%s' % (tmp_path / 'membership')
+    name, delay = fed['emulated_rtt_ms'].split(':')
+    assert name == b.name and float(delay) > 0
+    compute = _ini(paths[settings.compute_hosts(a)[0]])['DEFAULT']
+    assert int(compute['reserved_host_cpus']) == \
+        config_files.FAKE_HOST_VCPUS - 4
+    assert int(compute['reserved_host_memory_mb']) == \
+        config_files.FAKE_HOST_RAM_MB - 4096
+    snippet = (paths['conf_d'] / '00-discovery-scheduler.conf').read_text()
+    assert 'available_filters = discovery_nova.scheduler.all_filters' in \
+        snippet
+    assert 'PopFilter,MaxRttFilter,PopAffinityFilter' in snippet

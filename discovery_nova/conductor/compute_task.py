@@ -1,0 +1,367 @@
+"""Nova's ComputeTaskManager, with builds forwarded to other PoPs.
+
+``schedule_and_build_instances`` is where nova-conductor asks the scheduler
+for hosts and, on NoValidHost, buries the instances in cell0. Here the
+request's PoPs are ranked first (``candidates.plan``); the local PoP is
+tried in its turn through nova's own code path, and a remote PoP through
+``offer_build`` on its conductor, until one accepts. Only when every PoP
+declined is the instance buried, with a fault that lists each PoP tried and
+why. Everything else (rebuild, migrate, unshelve) is nova's code unchanged.
+"""
+
+import threading
+
+from nova import context as nova_context
+from nova import exception
+from nova import objects
+from nova.conductor import manager as nova_manager
+import nova.conf
+from nova.db.main import api as nova_db
+from oslo_log import log as logging
+import oslo_messaging as messaging
+
+from discovery_nova.conductor import candidates as candidates_mod
+from discovery_nova.conductor import records
+from discovery_nova.conductor.portable import portable
+from discovery_nova.locality.hints import HintError
+
+LOG = logging.getLogger(__name__)
+CONF = nova.conf.CONF
+
+
+class ForwardingComputeTaskManager(nova_manager.ComputeTaskManager):
+    """ComputeTaskManager whose builds may end at another PoP."""
+
+    def __init__(self):
+        super().__init__()
+        #: Set by DiscoveryConductorManager once the federation is up.
+        self.federation = None
+        self.liveness = None
+        self.pop_name = CONF.discovery.pop_name
+        self._precomputed: dict[tuple, list] = {}
+        self._lock = threading.Lock()
+
+    # -- scheduling, with results computed ahead -------------------------
+
+    def _schedule_instances(self, context, request_spec,
+                            instance_uuids=None, return_alternates=False):
+        """nova's, unless this request was already scheduled by us."""
+        with self._lock:
+            found = self._precomputed.pop(tuple(instance_uuids or ()), None)
+        if found is not None:
+            return found
+        return super()._schedule_instances(
+            context, request_spec, instance_uuids, return_alternates)
+
+    def _try_local(self, context, request_spec, uuids):
+        """Host lists for ``uuids`` here, or the reason there are none."""
+        try:
+            host_lists = super()._schedule_instances(
+                context, request_spec, uuids, return_alternates=True)
+        except exception.NoValidHost as exc:
+            return None, exc.format_message()
+        return host_lists, None
+
+    def _build_here(self, context, host_lists, build_requests,
+                    request_specs, *args, **kwargs):
+        """nova's build path with ``host_lists`` already claimed."""
+        uuids = tuple(spec.instance_uuid for spec in request_specs)
+        with self._lock:
+            self._precomputed[uuids] = host_lists
+        try:
+            nova_manager.ComputeTaskManager.schedule_and_build_instances(
+                self, context, build_requests, request_specs, *args,
+                **kwargs)
+        finally:
+            with self._lock:
+                self._precomputed.pop(uuids, None)
+
+    # -- the build entry point -------------------------------------------
+
+    def _plan(self, request_spec):
+        """Ranked candidate PoPs, None to leave it all to nova, or the
+        HintError of a malformed hint."""
+        if self.federation is None or self.liveness is None:
+            return None
+        from discovery_nova.scheduler import aggregates
+        from discovery_nova.scheduler.request import prefix_table
+
+        context = request_spec._context
+        directory = aggregates.DIRECTORY.get(
+            context, CONF.discovery_scheduler.pop_refresh_interval)
+        hints = dict(request_spec.scheduler_hints or {}) if \
+            request_spec.obj_attr_is_set('scheduler_hints') else {}
+        try:
+            return candidates_mod.plan(
+                hints, self.pop_name, directory.pops, prefix_table(),
+                CONF.discovery_scheduler.rtt_error_weight,
+                CONF.discovery_scheduler.max_trusted_error,
+                alive=self.liveness.alive())
+        except HintError as exc:
+            # Refused here rather than by the scheduler: a full PoP's
+            # scheduler never reaches its filters (placement has no
+            # candidates) and would fail it without naming the hint.
+            LOG.info("Request for %(uuid)s refused: %(err)s",
+                     {'uuid': request_spec.instance_uuid, 'err': exc})
+            return exc
+
+    def schedule_and_build_instances(self, context, build_requests,
+                                     request_specs, image, admin_password,
+                                     injected_files, requested_networks,
+                                     block_device_mapping, tags=None):
+        build_args = (image, admin_password, injected_files,
+                      requested_networks, block_device_mapping)
+        plan = self._plan(request_specs[0])
+        if isinstance(plan, HintError):
+            self._bury_in_cell0(context, request_specs[0],
+                                exception.NoValidHost(reason=str(plan)),
+                                build_requests=build_requests,
+                                block_device_mapping=block_device_mapping,
+                                tags=tags)
+            return None
+        if plan is None or (plan.local_first and len(plan.candidates) == 1):
+            return nova_manager.ComputeTaskManager.\
+                schedule_and_build_instances(
+                    self, context, build_requests, request_specs,
+                    *build_args, tags=tags)
+        uuids = [spec.instance_uuid for spec in request_specs]
+        local_reason = None
+        if plan.local_first:
+            host_lists, local_reason = self._try_local(
+                context, request_specs[0], uuids)
+            if host_lists is not None:
+                return self._build_here(context, host_lists, build_requests,
+                                        request_specs, *build_args,
+                                        tags=tags)
+            LOG.info("No valid host at %(pop)s for %(uuids)s (%(why)s); "
+                     "offering to other PoPs",
+                     {'pop': self.pop_name, 'uuids': uuids,
+                      'why': local_reason})
+        for build_request, request_spec in zip(build_requests,
+                                               request_specs,
+                                               strict=True):
+            self._place_one(context, plan, local_reason, build_request,
+                            request_spec, build_args, tags)
+
+    def _place_one(self, context, plan, local_reason, build_request,
+                   request_spec, build_args, tags):
+        """Offer one instance to the plan's PoPs in turn, until one takes
+        it; bury it with every PoP's answer when none does."""
+        (image, admin_password, injected_files, requested_networks,
+         block_device_mapping) = build_args
+        uuid = request_spec.instance_uuid
+        attempts: list[records.Attempt] = []
+        remote_tries = 0
+        for candidate in plan.candidates:
+            if candidate.local:
+                if local_reason is None:
+                    host_lists, reason = self._try_local(
+                        context, request_spec, [uuid])
+                    if host_lists is not None:
+                        self._build_here(context, host_lists,
+                                         [build_request], [request_spec],
+                                         *build_args, tags=tags)
+                        records.record_attempts_at_home(
+                            context, uuid, attempts + [records.Attempt(
+                                candidate, True, 'placed here')])
+                        return
+                else:
+                    reason = local_reason
+                attempts.append(records.Attempt(candidate, False, reason))
+                continue
+            if remote_tries >= CONF.discovery_conductor.max_forward_attempts:
+                attempts.append(records.Attempt(
+                    candidate, False, 'not tried: [discovery_conductor] '
+                    'max_forward_attempts = %d reached'
+                    % CONF.discovery_conductor.max_forward_attempts))
+                continue
+            remote_tries += 1
+            answer = self._offer(context, candidate.pop, build_request,
+                                 request_spec, image, admin_password,
+                                 injected_files, requested_networks,
+                                 block_device_mapping, tags)
+            accepted = bool(answer.get('accepted'))
+            attempts.append(records.Attempt(candidate, accepted,
+                                            answer.get('reason', '')))
+            if accepted:
+                records.record_forwarded(
+                    self, context, build_request, request_spec,
+                    candidate.pop, answer.get('host'), attempts,
+                    requested_networks, tags)
+                return
+        reason = records.summary(plan, attempts)
+        LOG.warning("Instance %(uuid)s placed nowhere: %(reason)s",
+                    {'uuid': uuid, 'reason': reason})
+        self._bury_in_cell0(context, request_spec,
+                            exception.NoValidHost(reason=reason),
+                            build_requests=[build_request],
+                            block_device_mapping=block_device_mapping,
+                            tags=tags)
+        records.record_attempts_in_cell0(context, uuid, attempts)
+
+    def _offer(self, context, pop, build_request, request_spec, image,
+               admin_password, injected_files, requested_networks,
+               block_device_mapping, tags) -> dict:
+        """One remote PoP's answer for a new build."""
+        spec = portable(request_spec)
+        spec.num_instances = 1
+        return self._offer_instance(
+            context, pop, portable(build_request.instance), spec, image,
+            requested_networks, block_device_mapping, tags=tags,
+            admin_password=admin_password, injected_files=injected_files)
+
+    def _offer_instance(self, context, pop, instance, request_spec, image,
+                        requested_networks, block_device_mapping, tags=None,
+                        admin_password=None, injected_files=None) -> dict:
+        """Offer ``instance`` to ``pop``; a timeout or failure declines."""
+        timeout = CONF.discovery_conductor.forward_timeout
+        try:
+            return self.federation.call(
+                context, pop, 'offer_build', timeout,
+                instance=instance, request_spec=portable(request_spec),
+                image=image, admin_password=admin_password,
+                injected_files=injected_files or [],
+                requested_networks=requested_networks,
+                block_device_mapping=block_device_mapping,
+                tags=tags, origin=self.pop_name)
+        except messaging.MessagingTimeout:
+            return {'accepted': False,
+                    'reason': 'no answer within %.0f s' % timeout}
+        except Exception as exc:
+            LOG.warning("Offering %(uuid)s to %(pop)s failed: %(err)s",
+                        {'uuid': instance.uuid, 'pop': pop, 'err': exc})
+            return {'accepted': False,
+                    'reason': '%s: %s' % (type(exc).__name__, exc)}
+
+    # -- the accepting side ----------------------------------------------
+
+    def _known_here(self, context, uuid: str) -> bool:
+        """Whether ``uuid`` is a live server (or a build) of this PoP.
+
+        What an earlier offer of the same server left behind is cleared
+        instead: a mapping without cell nor build request (a crash between
+        its steps), or a deleted copy (a build that failed half-way, or a
+        copy removed when the server moved on). nova keeps deleted rows,
+        whose UUID would block a new copy, until they are archived; they
+        are archived here as ``nova-manage db archive_deleted_rows`` does.
+        """
+        cell = records.local_cell(context)
+        try:
+            mapping = objects.InstanceMapping.get_by_instance_uuid(context,
+                                                                  uuid)
+        except exception.InstanceMappingNotFound:
+            mapping = None
+        if mapping is not None and mapping.cell_mapping is None:
+            try:
+                objects.BuildRequest.get_by_instance_uuid(context, uuid)
+                return True
+            except exception.BuildRequestNotFound:
+                pass
+        with nova_context.target_cell(context, cell) as cctxt:
+            try:
+                row = objects.Instance.get_by_uuid(
+                    cctxt.elevated(read_deleted='yes'), uuid)
+            except exception.InstanceNotFound:
+                row = None
+            if row is not None and not row.deleted:
+                return True
+            if row is not None:
+                self._archive_deleted(cctxt, uuid)
+        if mapping is not None:
+            LOG.info("Removing the records of an earlier copy of %s", uuid)
+            try:
+                objects.RequestSpec.get_by_instance_uuid(context,
+                                                         uuid).destroy()
+            except exception.RequestSpecNotFound:
+                pass
+            mapping.destroy()
+        return False
+
+    @staticmethod
+    def _archive_deleted(cctxt, uuid: str) -> None:
+        """Archive deleted rows of this cell until ``uuid`` is among them."""
+        LOG.info("Archiving the deleted rows of this cell to reuse %s", uuid)
+        for _ in range(100):
+            _, uuids, total = nova_db.archive_deleted_rows(
+                cctxt, max_rows=1000)
+            if uuid in uuids or not total:
+                return
+
+    def accept_offer(self, context, instance, request_spec, image,
+                     admin_password, injected_files, requested_networks,
+                     block_device_mapping, tags, origin) -> dict:
+        """Build another PoP's instance here if this PoP has room.
+
+        The instance gets this PoP's API records (instance mapping, build
+        request, request spec) under its own UUID, then nova's scheduling;
+        without a host everything is removed again and the answer says why.
+        """
+        uuid = instance.uuid
+        if self._known_here(context, uuid):
+            return {'accepted': False,
+                    'reason': 'instance %s is already known at %s'
+                    % (uuid, self.pop_name)}
+        instance.metadata = dict(instance.metadata or {},
+                                 discovery_origin=origin,
+                                 discovery_pop=self.pop_name)
+        instance.availability_zone = None
+        created = []
+
+        def forget():
+            for record in reversed(created):
+                try:
+                    record.destroy()
+                except Exception as exc:  # keep removing the others
+                    LOG.warning("Could not remove %(rec)s of declined "
+                                "%(uuid)s: %(err)s",
+                                {'rec': type(record).__name__,
+                                 'uuid': uuid, 'err': exc})
+
+        try:
+            mapping = objects.InstanceMapping(
+                context, instance_uuid=uuid, project_id=instance.project_id,
+                user_id=instance.user_id, cell_mapping=None,
+                queued_for_delete=False)
+            mapping.create()
+            created.append(mapping)
+            build_request = objects.BuildRequest(
+                context, instance=instance, instance_uuid=uuid,
+                project_id=instance.project_id, user_id=instance.user_id,
+                block_device_mappings=block_device_mapping
+                or objects.BlockDeviceMappingList(),
+                tags=tags or objects.TagList())
+            build_request.create()
+            created.append(build_request)
+            request_spec.create()
+            created.append(request_spec)
+            host_lists, reason = self._try_local(context, request_spec,
+                                                 [uuid])
+        except Exception as exc:
+            LOG.exception("Could not take %(uuid)s from %(origin)s",
+                          {'uuid': uuid, 'origin': origin})
+            forget()
+            return {'accepted': False,
+                    'reason': '%s at %s: %s' % (type(exc).__name__,
+                                                self.pop_name, exc)}
+        if host_lists is None:
+            forget()
+            return {'accepted': False, 'reason': reason}
+        host = host_lists[0][0].service_host
+        try:
+            self._build_here(context, host_lists, [build_request],
+                             [request_spec], image, admin_password,
+                             injected_files, requested_networks,
+                             block_device_mapping, tags=tags)
+        except Exception as exc:
+            LOG.exception("Building %(uuid)s from %(origin)s failed",
+                          {'uuid': uuid, 'origin': origin})
+            forget()
+            self.report_client.delete_allocation_for_instance(
+                context, uuid, force=True)
+            return {'accepted': False,
+                    'reason': '%s at %s: %s' % (type(exc).__name__,
+                                                self.pop_name, exc)}
+        LOG.info("Accepted %(uuid)s from %(origin)s on host %(host)s",
+                 {'uuid': uuid, 'origin': origin, 'host': host})
+        return {'accepted': True, 'host': host, 'reason': 'placed on %s'
+                % host}

@@ -1,0 +1,111 @@
+"""What one PoP's conductor answers to the others (federation topic).
+
+- ``offer_build``: take a build another PoP could not place, or decline;
+- ``describe``: the state of servers running here, for their origin;
+- ``delete_servers``: delete servers here at their origin's request;
+- ``owner_of``: where this PoP (as origin) says a server should run;
+- ``where``: whether a server is here, and where it runs if forwarded.
+"""
+
+from nova import context as nova_context
+from nova import exception
+from nova import objects
+from nova.compute import api as compute_api
+from oslo_log import log as logging
+import oslo_messaging as messaging
+
+from discovery_nova.conductor import federation
+from discovery_nova.conductor import records
+
+LOG = logging.getLogger(__name__)
+
+
+class FederationEndpoint:
+    """The RPC methods of the ``discovery_conductor`` topic."""
+
+    target = messaging.Target(version=federation.VERSION)
+
+    def __init__(self, task_manager):
+        self.manager = task_manager
+        self.compute_api = compute_api.API()
+
+    def _cell_context(self, context):
+        return nova_context.target_cell(context,
+                                        records.local_cell(context))
+
+    def offer_build(self, context, instance, request_spec, image,
+                    admin_password, injected_files, requested_networks,
+                    block_device_mapping, tags, origin):
+        return self.manager.accept_offer(
+            context, instance, request_spec, image, admin_password,
+            injected_files, requested_networks, block_device_mapping, tags,
+            origin)
+
+    def describe(self, context, uuids):
+        found = {}
+        admin = nova_context.get_admin_context()
+        with self._cell_context(admin) as cctxt:
+            for instance in objects.InstanceList.get_by_filters(
+                    cctxt, {'uuid': list(uuids), 'deleted': False}):
+                found[instance.uuid] = {
+                    'vm_state': instance.vm_state,
+                    'task_state': instance.task_state,
+                    'power_state': instance.power_state,
+                    'host': instance.host,
+                    'launched_at': (instance.launched_at.isoformat()
+                                    if instance.launched_at else None)}
+        for uuid in uuids:
+            if uuid not in found:
+                # Still being scheduled here: not missing.
+                try:
+                    objects.BuildRequest.get_by_instance_uuid(admin, uuid)
+                    found[uuid] = {'vm_state': 'building',
+                                   'task_state': 'scheduling',
+                                   'power_state': 0}
+                except exception.BuildRequestNotFound:
+                    found[uuid] = {'missing': True}
+        return found
+
+    def delete_servers(self, context, uuids):
+        admin = nova_context.get_admin_context()
+        deleted = []
+        with self._cell_context(admin) as cctxt:
+            for instance in objects.InstanceList.get_by_filters(
+                    cctxt, {'uuid': list(uuids), 'deleted': False}):
+                try:
+                    self.compute_api.delete(cctxt, instance)
+                    deleted.append(instance.uuid)
+                except exception.InstanceNotFound:
+                    pass
+        LOG.info("Deleted %(uuids)s at their origin's request",
+                 {'uuids': deleted})
+        return deleted
+
+    def owner_of(self, context, uuids):
+        """For servers this PoP is the origin of: the PoP each should run
+        at, ``deleted`` when deleted here, ``unknown`` when never seen."""
+        answer = {uuid: 'unknown' for uuid in uuids}
+        admin = nova_context.get_admin_context(read_deleted='yes')
+        with self._cell_context(admin) as cctxt:
+            for instance in objects.InstanceList.get_by_filters(
+                    cctxt, {'uuid': list(uuids)},
+                    expected_attrs=['system_metadata']):
+                if instance.deleted:
+                    answer[instance.uuid] = 'deleted'
+                else:
+                    answer[instance.uuid] = instance.system_metadata.get(
+                        records.SYSMETA_FORWARDED, self.manager.pop_name)
+        return answer
+
+    def where(self, context, uuid):
+        admin = nova_context.get_admin_context()
+        with self._cell_context(admin) as cctxt:
+            try:
+                instance = objects.Instance.get_by_uuid(
+                    cctxt, uuid, expected_attrs=['system_metadata'])
+            except exception.InstanceNotFound:
+                return None
+        return {'pop': instance.system_metadata.get(
+                    records.SYSMETA_FORWARDED, self.manager.pop_name),
+                'recorded_at': self.manager.pop_name,
+                'host': instance.host, 'vm_state': instance.vm_state}

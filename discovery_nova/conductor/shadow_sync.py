@@ -1,0 +1,361 @@
+"""Keep the origin's records of remote servers in step, both ways.
+
+One pass every ``[discovery_conductor] sync_interval`` seconds:
+- copies the state of each forwarded server (vm/task/power state, launch
+  time) from the PoP it runs at into its record here;
+- carries a deletion made here to that PoP, and one made there back here;
+- builds again elsewhere the servers of a PoP that left the membership
+  (``rebuild_on_pop_failure``), nearest healthy PoP first;
+- reconciles the servers other PoPs forwarded to this one: a server whose
+  origin says it now runs elsewhere (this PoP was down while it was
+  rebuilt) or no longer exists is deleted here, so a PoP that comes back
+  leaves no duplicate.
+"""
+
+import threading
+import time
+
+from nova import block_device
+from nova import context as nova_context
+from nova import exception
+from nova import objects
+from nova.compute import api as compute_api
+from nova.compute import power_state
+from nova.compute import vm_states
+import nova.conf
+from oslo_log import log as logging
+from oslo_utils import timeutils
+
+from discovery_nova.conductor import candidates as candidates_mod
+from discovery_nova.conductor import records
+from discovery_nova.conductor.portable import portable
+from discovery_nova.locality.hints import HintError
+
+LOG = logging.getLogger(__name__)
+CONF = nova.conf.CONF
+
+#: What a record must carry to be built again at another PoP (nothing
+#: may be left to lazy-load there: the object has no database at its
+#: destination).
+PORTABLE_ATTRS = ['flavor', 'metadata', 'system_metadata', 'info_cache',
+                  'security_groups', 'pci_requests', 'numa_topology',
+                  'keypairs', 'trusted_certs', 'device_metadata',
+                  'vcpu_model', 'resources']
+#: Fields copied from the running server into the origin's record.
+MIRRORED = ('vm_state', 'task_state', 'power_state')
+
+
+def _instances(cctxt, **filters):
+    filters.setdefault('deleted', False)
+    return objects.InstanceList.get_by_filters(
+        cctxt, filters, expected_attrs=['metadata', 'system_metadata'])
+
+
+def image_bdm(image_ref: str, uuid: str):
+    """The root disk of an image-booted server, as nova-api makes it.
+
+    Complete (every field set) since the object travels to another PoP,
+    where nothing can be lazy-loaded.
+    """
+    bdm = objects.BlockDeviceMapping(
+        instance_uuid=uuid, **block_device.create_image_bdm(image_ref))
+    for name, field in objects.BlockDeviceMapping.fields.items():
+        if name in ('id', 'instance', 'created_at', 'updated_at',
+                    'deleted_at', 'deleted') or bdm.obj_attr_is_set(name):
+            continue
+        if field.nullable:
+            setattr(bdm, name, None)
+    bdm.no_device = False
+    return bdm
+
+
+def stored_spec_for_rebuild(spec):
+    """A request spec read back from the database, ready to schedule.
+
+    Fields nova never stores (requested resources, request-level
+    parameters, destinations) are reset as nova does before it schedules
+    a stored spec again.
+    """
+    spec.requested_resources = []
+    if not spec.obj_attr_is_set('request_level_params') or \
+            spec.request_level_params is None:
+        spec.request_level_params = objects.RequestLevelParams()
+    spec.requested_destination = None
+    spec.ignore_hosts = None
+    spec.reset_forced_destinations()
+    spec.num_instances = 1
+    return spec
+
+
+class ShadowSync:
+    """The periodic pass of one conductor (see the module docstring)."""
+
+    def __init__(self, task_manager):
+        self.manager = task_manager
+        self.compute_api = compute_api.API()
+        #: uuid -> PoP of the records seen at the last pass.
+        self._known: dict[str, str] = {}
+        #: uuid -> PoP of deletions not yet carried over.
+        self._pending_deletes: dict[str, str] = {}
+        #: PoPs seen alive at least once, so a PoP is never taken for
+        #: dead before its conductor was ever heard of.
+        self._seen_alive: set[str] = set()
+        #: uuid -> the live PoPs when its rebuild last failed.
+        self._failed_rebuilds: dict[str, frozenset] = {}
+        self._started = time.monotonic()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name='discovery-shadow-sync')
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(CONF.discovery_conductor.sync_interval):
+            try:
+                self.run_once()
+            except Exception:
+                LOG.exception("Shadow record sync pass failed")
+
+    # -- one pass ----------------------------------------------------------
+
+    def run_once(self) -> None:
+        context = nova_context.get_admin_context()
+        cell = records.local_cell(context)
+        alive = self.manager.liveness.alive()
+        self._seen_alive |= alive
+        with nova_context.target_cell(context, cell) as cctxt:
+            everything = _instances(cctxt)
+            shadows = [i for i in everything
+                       if records.SYSMETA_FORWARDED in i.system_metadata]
+            guests = [i for i in everything
+                      if i.metadata.get(records.META_ORIGIN) not in
+                      (None, self.manager.pop_name)
+                      and records.SYSMETA_FORWARDED not in
+                      i.system_metadata]
+            self._carry_deletes(cctxt, {i.uuid for i in shadows})
+            by_pop: dict[str, list] = {}
+            for shadow in shadows:
+                by_pop.setdefault(shadow.system_metadata[
+                    records.SYSMETA_FORWARDED], []).append(shadow)
+            for pop, group in by_pop.items():
+                if pop in alive:
+                    self._mirror(cctxt, pop, group)
+                elif self._known_dead(pop):
+                    self._pop_failed(cctxt, pop, group)
+                else:
+                    for shadow in group:
+                        self._known[shadow.uuid] = pop
+            self._reconcile_guests(cctxt, guests, alive)
+
+    def _carry_deletes(self, cctxt, present: set[str]) -> None:
+        for uuid, pop in self._known.items():
+            if uuid not in present:
+                self._pending_deletes[uuid] = pop
+        for uuid, pop in list(self._pending_deletes.items()):
+            try:
+                instance = objects.Instance.get_by_uuid(
+                    cctxt.elevated(read_deleted='yes'), uuid)
+            except exception.InstanceNotFound:
+                instance = None
+            if instance is not None and not instance.deleted:
+                del self._pending_deletes[uuid]  # moved, not deleted
+                continue
+            if records.delete_remote(self.manager, cctxt, pop, [uuid]):
+                LOG.info("Deleted %(uuid)s at %(pop)s, as it was deleted "
+                         "here", {'uuid': uuid, 'pop': pop})
+                del self._pending_deletes[uuid]
+        self._known = {}
+
+    def _mirror(self, cctxt, pop: str, shadows: list) -> None:
+        try:
+            states = self.manager.federation.call(
+                cctxt, pop, 'describe',
+                CONF.discovery_conductor.call_timeout,
+                uuids=[s.uuid for s in shadows])
+        except Exception as exc:
+            LOG.warning("Could not read the state of %(n)d servers at "
+                        "%(pop)s: %(err)s",
+                        {'n': len(shadows), 'pop': pop, 'err': exc})
+            for shadow in shadows:
+                self._known[shadow.uuid] = pop
+            return
+        for shadow in shadows:
+            state = states.get(shadow.uuid) or {'missing': True}
+            if state.get('missing'):
+                if shadow.vm_state == vm_states.BUILDING:
+                    self._known[shadow.uuid] = pop
+                    continue  # not yet created there
+                LOG.info("%(uuid)s no longer exists at %(pop)s; deleting "
+                         "its record here", {'uuid': shadow.uuid,
+                                             'pop': pop})
+                self.compute_api.delete(cctxt, shadow)
+                continue
+            self._known[shadow.uuid] = pop
+            changed = False
+            for field in MIRRORED:
+                if getattr(shadow, field) != state.get(field):
+                    setattr(shadow, field, state.get(field))
+                    changed = True
+            launched = state.get('launched_at')
+            if launched and shadow.launched_at is None:
+                shadow.launched_at = timeutils.parse_isotime(launched)
+                changed = True
+            if changed:
+                shadow.save()
+
+    # -- a PoP died ----------------------------------------------------------
+
+    def _known_dead(self, pop: str) -> bool:
+        """A PoP not in the membership counts as dead once it was seen
+        leaving, or once this conductor has listened longer than a few
+        membership timeouts (it may have died while we were down)."""
+        if pop in self._seen_alive:
+            return True
+        grace = 3 * CONF.discovery_overlay.membership_timeout
+        return time.monotonic() - self._started > grace
+
+    def _pop_failed(self, cctxt, dead: str, shadows: list) -> None:
+        alive = frozenset(self.manager.liveness.alive())
+        pending = [s for s in shadows
+                   if self._failed_rebuilds.get(s.uuid) != alive]
+        if pending:
+            LOG.warning("PoP %(dead)s is not in the membership: %(n)d "
+                        "server(s) it ran for this PoP to rebuild elsewhere",
+                        {'dead': dead, 'n': len(pending)})
+        for shadow in shadows:
+            if self._failed_rebuilds.get(shadow.uuid) == alive:
+                # Tried with these very PoPs already: wait for a change.
+                self._known[shadow.uuid] = dead
+                continue
+            if not CONF.discovery_conductor.rebuild_on_pop_failure:
+                if shadow.vm_state != vm_states.ERROR:
+                    shadow.vm_state = vm_states.ERROR
+                    shadow.save()
+                self._known[shadow.uuid] = dead
+                continue
+            new_pop = self._rebuild_elsewhere(cctxt, shadow, dead)
+            self._known[shadow.uuid] = new_pop or dead
+            if new_pop is None:
+                self._failed_rebuilds[shadow.uuid] = alive
+            else:
+                self._failed_rebuilds.pop(shadow.uuid, None)
+
+    def _rebuild_elsewhere(self, cctxt, shadow, dead: str) -> str | None:
+        """Offer ``shadow`` to the nearest healthy PoPs; the taker or None.
+
+        The origin itself is not among them: its cell already holds the
+        record under the server's UUID (see doc: admin/conductor).
+        """
+        from discovery_nova.scheduler import aggregates
+        from discovery_nova.scheduler.request import prefix_table
+
+        spec = stored_spec_for_rebuild(
+            objects.RequestSpec.get_by_instance_uuid(cctxt, shadow.uuid))
+        directory = aggregates.DIRECTORY.get(cctxt, 0)
+        try:
+            plan = candidates_mod.plan(
+                dict(spec.scheduler_hints or {}), self.manager.pop_name,
+                directory.pops, prefix_table(),
+                CONF.discovery_scheduler.rtt_error_weight,
+                CONF.discovery_scheduler.max_trusted_error,
+                alive=self.manager.liveness.alive() - {dead})
+        except HintError as exc:
+            LOG.warning("Cannot rebuild %(uuid)s: %(err)s",
+                        {'uuid': shadow.uuid, 'err': exc})
+            return None
+        full = objects.Instance.get_by_uuid(cctxt, shadow.uuid,
+                                            expected_attrs=PORTABLE_ATTRS)
+        instance = portable(full, drop=('id', 'ec2_ids', 'fault', 'services',
+                                        'pci_devices', 'migration_context',
+                                        'tags'))
+        instance.host = None
+        instance.node = None
+        instance.launched_on = None
+        instance.launched_at = None
+        instance.vm_state = vm_states.BUILDING
+        instance.task_state = None
+        instance.power_state = power_state.NOSTATE
+        instance.metadata = {k: v for k, v in shadow.metadata.items()
+                             if k != records.META_POP}
+        instance.system_metadata = {
+            k: v for k, v in shadow.system_metadata.items()
+            if k not in (records.SYSMETA_FORWARDED,
+                         records.SYSMETA_NETWORKS)}
+        networks = records.networks_from_record(
+            shadow.system_metadata.get(records.SYSMETA_NETWORKS))
+        image = objects.base.obj_to_primitive(spec.image) \
+            if spec.obj_attr_is_set('image') and spec.image else {}
+        bdms = objects.BlockDeviceMappingList(
+            objects=[image_bdm(shadow.image_ref, shadow.uuid)])
+        attempts = [records.Attempt(
+            candidates_mod.Candidate(dead, float('inf'), float('inf'),
+                                     False), False,
+            'PoP %s left the membership; rebuilding elsewhere' % dead)]
+        LOG.info("Rebuilding %(uuid)s of %(dead)s: candidates %(pops)s",
+                 {'uuid': shadow.uuid, 'dead': dead,
+                  'pops': ', '.join(c.describe() for c in plan.candidates)})
+        for candidate in plan.candidates:
+            if candidate.local:
+                continue
+            answer = self.manager._offer_instance(
+                cctxt, candidate.pop, instance, spec, image, networks, bdms)
+            accepted = bool(answer.get('accepted'))
+            attempts.append(records.Attempt(candidate, accepted,
+                                            answer.get('reason', '')))
+            if accepted:
+                shadow.availability_zone = candidate.pop
+                shadow.metadata = dict(shadow.metadata, **{
+                    records.META_POP: candidate.pop})
+                shadow.system_metadata = dict(shadow.system_metadata, **{
+                    records.SYSMETA_FORWARDED: candidate.pop})
+                shadow.vm_state = vm_states.BUILDING
+                shadow.task_state = None
+                shadow.save()
+                records.record_trail(cctxt, shadow.uuid, attempts)
+                LOG.warning("PoP %(dead)s left: %(uuid)s rebuilt at "
+                            "%(pop)s", {'dead': dead, 'uuid': shadow.uuid,
+                                        'pop': candidate.pop})
+                return candidate.pop
+        LOG.warning("Could not rebuild %(uuid)s of %(dead)s: %(why)s",
+                    {'uuid': shadow.uuid, 'dead': dead,
+                     'why': records.summary(plan, attempts)})
+        shadow.vm_state = vm_states.ERROR
+        shadow.save()
+        records.record_trail(cctxt, shadow.uuid, attempts)
+        return None
+
+    # -- servers other PoPs forwarded here ------------------------------------
+
+    def _reconcile_guests(self, cctxt, guests: list, alive: set) -> None:
+        by_origin: dict[str, list] = {}
+        for guest in guests:
+            by_origin.setdefault(guest.metadata[records.META_ORIGIN],
+                                 []).append(guest)
+        for origin, group in by_origin.items():
+            if origin not in alive:
+                continue
+            try:
+                owners = self.manager.federation.call(
+                    cctxt, origin, 'owner_of',
+                    CONF.discovery_conductor.call_timeout,
+                    uuids=[g.uuid for g in group])
+            except Exception as exc:
+                LOG.debug("Could not reconcile with %(pop)s: %(err)s",
+                          {'pop': origin, 'err': exc})
+                continue
+            for guest in group:
+                owner = owners.get(guest.uuid, 'unknown')
+                if owner == self.manager.pop_name or owner == 'unknown':
+                    continue
+                LOG.warning("%(uuid)s runs at %(owner)s now (origin "
+                            "%(origin)s says); deleting the copy here",
+                            {'uuid': guest.uuid, 'owner': owner,
+                             'origin': origin})
+                self.compute_api.delete(cctxt, guest)

@@ -1,0 +1,1 @@
+"""openstackclient plugin: ``openstack discovery ...`` commands."""

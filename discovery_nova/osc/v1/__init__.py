@@ -1,0 +1,1 @@
+"""Commands of version 1 of the discovery plugin."""
