@@ -117,6 +117,7 @@ def cmd_start_pop(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    from keystoneauth1 import exceptions as ks_exc
     from openstack import exceptions as sdk_exc
 
     from discovery_nova.cloud import demo as demo_mod
@@ -133,7 +134,7 @@ def cmd_demo(args) -> int:
     try:
         demo.run()
     except (demo_mod.DemoError, launcher.CloudError,
-            sdk_exc.SDKException) as exc:
+            sdk_exc.SDKException, ks_exc.ClientException) as exc:
         failed = exc
     result = demo.result
     print()

@@ -41,6 +41,9 @@ PORTABLE_ATTRS = ['flavor', 'metadata', 'system_metadata', 'info_cache',
                   'security_groups', 'pci_requests', 'numa_topology',
                   'keypairs', 'trusted_certs', 'device_metadata',
                   'vcpu_model', 'resources']
+#: Seconds a server forwarded here must exist before its origin's word
+#: can make this PoP delete it (see ``_reconcile_guests``).
+GUEST_MIN_AGE = 60
 #: Fields copied from the running server into the origin's record.
 MIRRORED = ('vm_state', 'task_state', 'power_state')
 
@@ -49,6 +52,12 @@ def _instances(cctxt, **filters):
     filters.setdefault('deleted', False)
     return objects.InstanceList.get_by_filters(
         cctxt, filters, expected_attrs=['metadata', 'system_metadata'])
+
+
+def _age(moment) -> float:
+    """Seconds since ``moment`` (naive UTC or timezone-aware)."""
+    return (timeutils.utcnow() -
+            timeutils.normalize_time(moment)).total_seconds()
 
 
 def image_bdm(image_ref: str, uuid: str):
@@ -354,8 +363,22 @@ class ShadowSync:
                 owner = owners.get(guest.uuid, 'unknown')
                 if owner == self.manager.pop_name or owner == 'unknown':
                     continue
-                LOG.warning("%(uuid)s runs at %(owner)s now (origin "
-                            "%(origin)s says); deleting the copy here",
-                            {'uuid': guest.uuid, 'owner': owner,
-                             'origin': origin})
+                # The origin records where a server went only once that
+                # PoP accepted it: for a moment it still names the PoP it
+                # left (dead). Only a live other PoP, or a delete, counts;
+                # and a guest younger than a few passes is left alone.
+                if owner != 'deleted' and owner not in alive:
+                    continue
+                if guest.created_at and _age(guest.created_at) < \
+                        GUEST_MIN_AGE:
+                    continue
+                if owner == 'deleted':
+                    LOG.info("%(uuid)s was deleted at its origin "
+                             "%(origin)s; deleting it here",
+                             {'uuid': guest.uuid, 'origin': origin})
+                else:
+                    LOG.warning("%(uuid)s runs at %(owner)s now (origin "
+                                "%(origin)s says); deleting the copy here",
+                                {'uuid': guest.uuid, 'owner': owner,
+                                 'origin': origin})
                 self.compute_api.delete(cctxt, guest)

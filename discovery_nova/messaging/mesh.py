@@ -413,7 +413,9 @@ class PeerMesh:
                         frame = await conn.recv()
                 except TimeoutError:
                     self.stats.idle_closed += 1
-                    LOG.warning('p2p peer %(me)s closes connection of '
+                    # Routine for a link nobody uses (it is reopened on
+                    # demand); a half-open peer is caught the same way.
+                    LOG.info('p2p peer %(me)s closes connection of '
                                 '%(peer)s: silent for %(t).1f s',
                                 {'me': self.name, 'peer': link.peer,
                                  't': self.settings.idle_timeout})
