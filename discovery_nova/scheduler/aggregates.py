@@ -13,6 +13,7 @@ from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Sequence
 import dataclasses
+import itertools
 import threading
 import time
 
@@ -86,23 +87,23 @@ class PopDirectory:
         return cls(pops, host_pops)
 
     @classmethod
-    def from_host_states(cls, host_states: Sequence,
-                         descriptors: Sequence[PopDescriptor | None] | None
-                         = None) -> 'PopDirectory':
-        """Directory of the PoPs of ``host_states``.
+    def from_hosts(cls, host_names: Sequence[str],
+                   pop_names: Sequence[str | None],
+                   pops: Iterable[PopDescriptor]) -> 'PopDirectory':
+        """Directory of some hosts: ``pop_names[i]`` is the PoP of
+        ``host_names[i]`` (None: in no PoP), ``pops`` their descriptors.
 
-        ``descriptors`` are their PoPs when the caller already has them.
+        The first descriptor of a name wins; a host listed twice takes the
+        last PoP given for it.
         """
-        if descriptors is None:
-            descriptors = [pop_of_host(h) for h in host_states]
-        pops: dict[str, PopDescriptor] = {}
-        host_pops: dict[str, str] = {}
-        for host_state, descriptor in zip(host_states, descriptors,
-                                          strict=True):
-            if descriptor is not None:
-                pops.setdefault(descriptor.name, descriptor)
-                host_pops[host_state.host] = descriptor.name
-        return cls(pops, host_pops)
+        by_name: dict[str, PopDescriptor] = {}
+        for pop in pops:
+            by_name.setdefault(pop.name, pop)
+        # A PoP name is never empty: filter(None) keeps the PoPs, compress
+        # the hosts that have one; no Python code runs per host.
+        host_pops = dict(zip(itertools.compress(host_names, pop_names),
+                             filter(None, pop_names), strict=True))
+        return cls(by_name, host_pops)
 
 
 def read_aggregates(context) -> Iterable:

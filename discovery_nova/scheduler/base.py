@@ -1,12 +1,20 @@
 """What our filters and weighers share: per-PoP decisions, parsed once.
 
-Hosts of one PoP are judged alike, so a filter decides once per PoP and
-looks the verdict up for each host; the per-host cost is finding the host's
-PoP (a cached lookup over its aggregates) plus one dict probe.
+Hosts in the same aggregates are judged alike, so a plugin decides once
+per group of them (see ``request.HostGroup``) and spreads the verdicts or
+weights over the hosts with ``map``; the per-host cost is finding the
+host's group, once per request, then C-level lookups.
+
+Nova's weight handler asks ``weight_multiplier(host_state)`` of every host
+right after ``weigh_objects``; the weighers work the multipliers out per
+group while weighing and hand them back in that order.
 """
 
 import abc
 from collections.abc import Sequence
+import itertools
+import operator
+import threading
 
 from nova.scheduler import filters
 from nova.scheduler import utils
@@ -15,6 +23,7 @@ from oslo_log import log as logging
 
 import discovery_nova.conf
 from discovery_nova.locality.pop import PopDescriptor
+from discovery_nova.scheduler.request import HostGroup
 from discovery_nova.scheduler.request import LocalityRequest
 from discovery_nova.scheduler.request import locality_request
 from discovery_nova.scheduler.request import prefix_table
@@ -56,20 +65,21 @@ class LocalityFilter(filters.BaseHostFilter, metaclass=abc.ABCMeta):
         request = locality_request(spec_obj, host_states)
         if not self.applies(request):
             return host_states
+        groups = request.groups_of(host_states)
         verdicts: dict[str | None, bool] = {}
         seen: dict[str, PopDescriptor] = {}
-        passed = []
-        for host_state, pop in zip(host_states,
-                                   request.pops_of(host_states),
-                                   strict=True):
-            name = pop.name if pop is not None else None
-            verdict = verdicts.get(name)
+        passing = set()
+        for group in dict.fromkeys(groups):
+            verdict = verdicts.get(group.name)
             if verdict is None:
-                verdict = verdicts[name] = self.pop_passes(request, pop)
-                if pop is not None:
-                    seen[name] = pop
+                verdict = verdicts[group.name] = self.pop_passes(request,
+                                                                 group.pop)
+                if group.pop is not None:
+                    seen[group.name] = group.pop
             if verdict:
-                passed.append(host_state)
+                passing.add(group)
+        passed = list(itertools.compress(host_states,
+                                         map(passing.__contains__, groups)))
         if host_states and not passed:
             LOG.info("%(filter)s removed all %(count)d hosts for instance "
                      "%(uuid)s: %(why)s",
@@ -83,6 +93,16 @@ class LocalityFilter(filters.BaseHostFilter, metaclass=abc.ABCMeta):
         return bool(self.filter_all([host_state], spec_obj))
 
 
+_OBJ = operator.attrgetter('obj')
+
+
+class _Multipliers(threading.local):
+    """(host, multiplier) pairs of this thread's last weigh_objects."""
+
+    def __init__(self):
+        self.pending = iter(())
+
+
 class LocalityWeigher(weights.BaseHostWeigher):
     """Base of weighers that read the request's locality view."""
 
@@ -92,25 +112,61 @@ class LocalityWeigher(weights.BaseHostWeigher):
 
     def __init__(self):
         prefix_table()
+        self._multipliers = _Multipliers()
+
+    def configured_multiplier(self) -> float:
+        """The multiplier of [discovery_scheduler], before any aggregate
+        metadata overrides it."""
+        return getattr(CONF.discovery_scheduler, self.multiplier_option)
 
     def weight_multiplier(self, host_state):
+        # Nova's handler asks for the hosts weigh_objects was given, in
+        # their order: answer from the pairs prepared there. Any other call
+        # (another host, another order) drops them and asks nova's helper.
+        pair = next(self._multipliers.pending, None)
+        if pair is not None and pair[0] is host_state:
+            return pair[1]
+        self._multipliers.pending = iter(())
         return utils.get_weight_multiplier(
-            host_state, self.multiplier_option,
-            getattr(CONF.discovery_scheduler, self.multiplier_option))
+            host_state, self.multiplier_option, self.configured_multiplier())
+
+    def group_multipliers(self, request: LocalityRequest,
+                          groups: Sequence[HostGroup]) -> list[float]:
+        """The multiplier of each host, from nova's helper once per group.
+
+        nova's ``get_weight_multiplier`` reads only the host's aggregates,
+        which all hosts of a group share.
+        """
+        option = self.multiplier_option
+        default = self.configured_multiplier()
+        known = request.multipliers.setdefault((option, default), {})
+        for group in dict.fromkeys(groups):
+            if group not in known:
+                known[group] = utils.get_weight_multiplier(
+                    group.host_state, option, default)
+        return list(map(known.__getitem__, groups))
 
     @abc.abstractmethod
     def weigh_hosts(self, request: LocalityRequest, host_states: list,
-                    spec_obj) -> list[float]:
-        """One weight per host, higher is better."""
+                    groups: list[HostGroup], spec_obj) -> list[float]:
+        """One weight per host, higher is better; ``groups[i]`` is the
+        group of ``host_states[i]``."""
 
     def weigh_objects(self, weighed_obj_list, weight_properties):
-        host_states = [weighed.obj for weighed in weighed_obj_list]
+        host_states = list(map(_OBJ, weighed_obj_list))
         request = locality_request(weight_properties, host_states)
-        return self.weigh_hosts(request, host_states, weight_properties)
+        groups = request.groups_of(host_states)
+        weights_ = self.weigh_hosts(request, host_states, groups,
+                                    weight_properties)
+        self._multipliers.pending = zip(
+            host_states, self.group_multipliers(request, groups),
+            strict=True)
+        return weights_
 
     def _weigh_object(self, obj, weight_properties):
         request = locality_request(weight_properties, [obj])
-        return self.weigh_hosts(request, [obj], weight_properties)[0]
+        return self.weigh_hosts(request, [obj], request.groups_of([obj]),
+                                weight_properties)[0]
 
 
 def floor_unknown(weights_: list[float]) -> list[float]:

@@ -9,6 +9,7 @@ drawn from non-renewable sources per unit of IT energy is
 import discovery_nova.conf
 from discovery_nova.locality.pop import PopDescriptor
 from discovery_nova.scheduler.base import LocalityWeigher
+from discovery_nova.scheduler.request import HostGroup
 from discovery_nova.scheduler.request import LocalityRequest
 
 CONF = discovery_nova.conf.CONF
@@ -30,15 +31,9 @@ class EnergyWeigher(LocalityWeigher):
     multiplier_option = 'energy_weight_multiplier'
 
     def weigh_hosts(self, request: LocalityRequest, host_states: list,
-                    spec_obj) -> list[float]:
+                    groups: list[HostGroup], spec_obj) -> list[float]:
         default_pue = CONF.discovery_scheduler.default_pue
-        by_pop: dict[str | None, float] = {}
-        out = []
-        for pop in request.pops_of(host_states):
-            name = pop.name if pop is not None else None
-            weight = by_pop.get(name)
-            if weight is None:
-                weight = by_pop[name] = -non_renewable_per_it_energy(
-                    pop, default_pue)
-            out.append(weight)
-        return out
+        by_group = {group: -non_renewable_per_it_energy(group.pop,
+                                                        default_pue)
+                    for group in dict.fromkeys(groups)}
+        return list(map(by_group.__getitem__, groups))

@@ -8,7 +8,10 @@ be moved: the image size once for the PoP (no transfer over the backbone)
 and once more for the host (no transfer at all).
 """
 
+from nova.objects import base as obj_base
+
 from discovery_nova.scheduler.base import LocalityWeigher
+from discovery_nova.scheduler.request import HostGroup
 from discovery_nova.scheduler.request import LocalityRequest
 
 
@@ -23,10 +26,15 @@ def requested_image(spec_obj) -> tuple[str | None, int]:
     return image_id, size or 1
 
 
+#: Where an Instance object keeps its image_ref when set: reading it with
+#: a default is obj_attr_is_set('image_ref') plus the read, without the
+#: field checks that make obj_attr_is_set cost microseconds per server.
+_IMAGE_REF = obj_base.get_attrname('image_ref')
+
+
 def host_holds(host_state, image_id: str) -> bool:
     for instance in host_state.instances.values():
-        if (instance.obj_attr_is_set('image_ref') and
-                instance.image_ref == image_id):
+        if getattr(instance, _IMAGE_REF, None) == image_id:
             return True
     return False
 
@@ -37,17 +45,17 @@ class ImageLocalityWeigher(LocalityWeigher):
     multiplier_option = 'image_locality_weight_multiplier'
 
     def weigh_hosts(self, request: LocalityRequest, host_states: list,
-                    spec_obj) -> list[float]:
+                    groups: list[HostGroup], spec_obj) -> list[float]:
         image_id, size = requested_image(spec_obj)
         if image_id is None:
             return [0.0] * len(host_states)
         on_host = [host_holds(h, image_id) for h in host_states]
-        pops = request.pops_of(host_states)
-        pairs = list(zip(pops, on_host, strict=True))
         pop_holds = {name for name, pop in request.directory.pops.items()
                      if image_id in pop.images}
-        pop_holds.update(pop.name for pop, held in pairs
-                         if held and pop is not None)
-        return [float(size * ((pop is not None and pop.name in pop_holds) +
-                              held))
-                for pop, held in pairs]
+        pop_holds.update(group.name for group, held
+                         in zip(groups, on_host, strict=True)
+                         if held and group.name is not None)
+        in_pop = {group: group.name is not None and group.name in pop_holds
+                  for group in dict.fromkeys(groups)}
+        return [float(size * (in_pop[group] + held))
+                for group, held in zip(groups, on_host, strict=True)]

@@ -7,9 +7,9 @@ The reference point is ``near=<PoP or host>``, the PoP of
 """
 
 from discovery_nova.locality.ranking import proximity_score
-from discovery_nova.locality.rtt import estimate_rtt
 from discovery_nova.scheduler.base import LocalityWeigher
 from discovery_nova.scheduler.base import floor_unknown
+from discovery_nova.scheduler.request import HostGroup
 from discovery_nova.scheduler.request import LocalityRequest
 
 
@@ -19,17 +19,21 @@ class ProximityWeigher(LocalityWeigher):
     multiplier_option = 'proximity_weight_multiplier'
 
     def weigh_hosts(self, request: LocalityRequest, host_states: list,
-                    spec_obj) -> list[float]:
-        reference = request.reference
-        if reference is None:
+                    groups: list[HostGroup], spec_obj) -> list[float]:
+        if request.reference is None:
             return [0.0] * len(host_states)
-        by_pop: dict[str | None, float] = {None: float('-inf')}
-        out = []
-        for pop in request.pops_of(host_states):
-            name = pop.name if pop is not None else None
-            score = by_pop.get(name)
+        by_name: dict[str, float] = {}
+        by_group: dict[HostGroup, float] = {}
+        for group in dict.fromkeys(groups):
+            if group.pop is None:
+                by_group[group] = float('-inf')
+                continue
+            score = by_name.get(group.name)
             if score is None:
-                score = by_pop[name] = proximity_score(
-                    estimate_rtt(reference, pop))
-            out.append(score)
-        return floor_unknown(out)
+                score = by_name[group.name] = proximity_score(
+                    request.estimate(group.pop))
+            by_group[group] = score
+        # Hosts of which nothing is known weigh as the worst PoP present.
+        floored = dict(zip(by_group, floor_unknown(list(by_group.values())),
+                           strict=True))
+        return list(map(floored.__getitem__, groups))

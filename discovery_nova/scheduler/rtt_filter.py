@@ -2,14 +2,10 @@
 
 from collections.abc import Sequence
 
-import discovery_nova.conf
 from discovery_nova.locality.pop import PopDescriptor
-from discovery_nova.locality.rtt import estimate_rtt
 from discovery_nova.locality.rtt import within
 from discovery_nova.scheduler.base import LocalityFilter
 from discovery_nova.scheduler.request import LocalityRequest
-
-CONF = discovery_nova.conf.CONF
 
 
 class MaxRttFilter(LocalityFilter):
@@ -26,17 +22,15 @@ class MaxRttFilter(LocalityFilter):
                    pop: PopDescriptor | None) -> bool:
         if pop is None or request.reference is None:
             return False
-        opts = CONF.discovery_scheduler
-        return within(estimate_rtt(request.reference, pop),
-                      request.hints.max_rtt_ms, opts.rtt_error_weight,
-                      opts.max_trusted_error)
+        return within(request.estimate(pop), request.hints.max_rtt_ms,
+                      request.rtt_error_weight, request.max_trusted_error)
 
     def explain(self, request: LocalityRequest,
                 pops: Sequence[PopDescriptor]) -> str:
-        weight = CONF.discovery_scheduler.rtt_error_weight
+        weight = request.rtt_error_weight
         shown = []
         for pop in pops:
-            estimate = estimate_rtt(request.reference, pop)
+            estimate = request.estimate(pop)
             shown.append((estimate.upper(weight), pop.name, estimate))
         shown.sort()
         return ('no candidate PoP is within max_rtt_ms=%g of %s; '
