@@ -11,6 +11,8 @@ from discovery_nova.conductor.portable import portable
 
 objects.register_all()
 
+UUID = '4b1f1e2a-8c51-4a36-9d64-6e0a3f1c2b7d'
+
 
 def _candidate(pop, local=False, rtt=42.0):
     return candidates.Candidate(pop, rtt, 0.1, local,
@@ -71,12 +73,12 @@ def test_a_long_network_list_falls_back_to_auto():
 
 
 def test_portable_copy_drops_the_row_id_and_marks_all_changed():
-    spec = objects.RequestSpec(id=7, instance_uuid='u-1', num_instances=2,
+    spec = objects.RequestSpec(id=7, instance_uuid=UUID, num_instances=2,
                                scheduler_hints={'near': ['par']})
     spec.obj_reset_changes()
     copy = portable(spec)
     assert 'id' not in copy
-    assert copy.instance_uuid == 'u-1'
+    assert copy.instance_uuid == UUID
     assert copy.scheduler_hints == {'near': ['par']}
     assert set(copy.obj_what_changed()) == {'instance_uuid',
                                             'num_instances',
