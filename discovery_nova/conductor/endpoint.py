@@ -83,8 +83,11 @@ class FederationEndpoint:
 
     def owner_of(self, context, uuids):
         """For servers this PoP is the origin of: the PoP each should run
-        at, ``deleted`` when deleted here, ``unknown`` when never seen."""
-        answer = {uuid: 'unknown' for uuid in uuids}
+        at; ``deleted`` when deleted here, or refused here (in cell0) while
+        the PoP asking built it after all (an offer whose answer came after
+        ``forward_timeout``), or gone without a trace; ``unknown`` while
+        it is still being placed."""
+        answer = {}
         admin = nova_context.get_admin_context(read_deleted='yes')
         with self._cell_context(admin) as cctxt:
             for instance in objects.InstanceList.get_by_filters(
@@ -95,7 +98,27 @@ class FederationEndpoint:
                 else:
                     answer[instance.uuid] = instance.system_metadata.get(
                         records.SYSMETA_FORWARDED, self.manager.pop_name)
+        for uuid in uuids:
+            if uuid not in answer:
+                answer[uuid] = self._not_in_cell(admin, uuid)
         return answer
+
+    @staticmethod
+    def _not_in_cell(context, uuid: str) -> str:
+        try:
+            objects.BuildRequest.get_by_instance_uuid(context, uuid)
+            return 'unknown'  # still being placed
+        except exception.BuildRequestNotFound:
+            pass
+        try:
+            mapping = objects.InstanceMapping.get_by_instance_uuid(context,
+                                                                  uuid)
+        except exception.InstanceMappingNotFound:
+            return 'deleted'
+        if mapping.cell_mapping is not None and \
+                mapping.cell_mapping.is_cell0():
+            return 'deleted'
+        return 'unknown'
 
     def where(self, context, uuid):
         admin = nova_context.get_admin_context()

@@ -41,8 +41,9 @@ PORTABLE_ATTRS = ['flavor', 'metadata', 'system_metadata', 'info_cache',
                   'security_groups', 'pci_requests', 'numa_topology',
                   'keypairs', 'trusted_certs', 'device_metadata',
                   'vcpu_model', 'resources']
-#: Seconds a server forwarded here must exist before its origin's word
-#: can make this PoP delete it (see ``_reconcile_guests``).
+#: Seconds a server forwarded here must exist (and at least twice
+#: ``forward_timeout``) before its origin's word can make this PoP delete it
+#: (see ``_reconcile_guests``).
 GUEST_MIN_AGE = 60
 #: Fields copied from the running server into the origin's record.
 MIRRORED = ('vm_state', 'task_state', 'power_state')
@@ -369,8 +370,9 @@ class ShadowSync:
                 # and a guest younger than a few passes is left alone.
                 if owner != 'deleted' and owner not in alive:
                     continue
-                if guest.created_at and _age(guest.created_at) < \
-                        GUEST_MIN_AGE:
+                min_age = max(GUEST_MIN_AGE,
+                              2 * CONF.discovery_conductor.forward_timeout)
+                if guest.created_at and _age(guest.created_at) < min_age:
                     continue
                 if owner == 'deleted':
                     LOG.info("%(uuid)s was deleted at its origin "
