@@ -258,11 +258,7 @@ class ForwardingComputeTaskManager(nova_manager.ComputeTaskManager):
             except exception.BuildRequestNotFound:
                 pass
         with nova_context.target_cell(context, cell) as cctxt:
-            try:
-                row = objects.Instance.get_by_uuid(
-                    cctxt.elevated(read_deleted='yes'), uuid)
-            except exception.InstanceNotFound:
-                row = None
+            row = records.find_row(cctxt, uuid)
             if row is not None and not row.deleted:
                 return True
             if row is not None:

@@ -70,6 +70,16 @@ def local_cell(context):
     raise exception.CellMappingNotFound(uuid='(any non-cell0 cell)')
 
 
+def find_row(cctxt, uuid: str):
+    """The instance ``uuid`` of the targeted cell, deleted or not; None
+    when the cell never had it."""
+    try:
+        return objects.Instance.get_by_uuid(
+            cctxt.elevated(read_deleted='yes'), uuid)
+    except exception.InstanceNotFound:
+        return None
+
+
 def record_trail(cctxt, uuid: str, attempts: list[Attempt]) -> None:
     """One instance action per PoP tried, each with its event."""
     for attempt in attempts:

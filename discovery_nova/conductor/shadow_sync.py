@@ -17,7 +17,6 @@ import time
 
 from nova import block_device
 from nova import context as nova_context
-from nova import exception
 from nova import objects
 from nova.compute import api as compute_api
 from nova.compute import power_state
@@ -169,11 +168,7 @@ class ShadowSync:
             if uuid not in present:
                 self._pending_deletes[uuid] = pop
         for uuid, pop in list(self._pending_deletes.items()):
-            try:
-                instance = objects.Instance.get_by_uuid(
-                    cctxt.elevated(read_deleted='yes'), uuid)
-            except exception.InstanceNotFound:
-                instance = None
+            instance = records.find_row(cctxt, uuid)
             if instance is not None and not instance.deleted:
                 del self._pending_deletes[uuid]  # moved, not deleted
                 continue
