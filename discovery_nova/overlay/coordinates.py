@@ -18,6 +18,7 @@ second) and the simulator (a million samples a run) need.
 from collections.abc import Sequence
 import dataclasses
 import math
+import operator
 import random
 
 
@@ -167,17 +168,23 @@ class VivaldiNode:
                         getattr(self.counters, 'rejected_' + reason) + 1)
                 return False
         local = self.coordinate
-        if (len(remote.vec) != len(local.vec) or
+        lvec = local.vec
+        rvec = remote.vec
+        if (len(rvec) != len(lvec) or
                 not math.isfinite(remote_error) or remote_error < 0):
             self.counters.rejected_bad_peer += 1
             return False
         self.counters.accepted += 1
-        rtt = max(float(rtt_ms), 1e-3)
+        # max() and min() spelt out, map() instead of comprehensions: the
+        # same arithmetic in fewer steps, a million times a simulated run.
+        rtt = float(rtt_ms)
+        if rtt < 1e-3:
+            rtt = 1e-3
         lerr = self.error
-        rerr = max(remote_error, 1e-6)
+        rerr = 1e-6 if remote_error < 1e-6 else remote_error
         w = lerr / (lerr + rerr)
 
-        diff = [a - b for a, b in zip(local.vec, remote.vec, strict=True)]
+        diff = list(map(operator.sub, lvec, rvec))
         euclid = math.hypot(*diff)
         hsum = local.height + remote.height
         dist = euclid + hsum
@@ -186,7 +193,7 @@ class VivaldiNode:
         if representative:
             sample_error = abs(dist - rtt) / rtt
             lerr = sample_error * params.ce * w + lerr * (1.0 - params.ce * w)
-            self.error = min(lerr, params.max_error)
+            self.error = params.max_error if params.max_error < lerr else lerr
 
         # Spring step along the unit vector of the height-vector difference.
         step = params.cc * w * (rtt - dist)
@@ -198,8 +205,8 @@ class VivaldiNode:
             euclid = 1.0
             dist = 1.0 + hsum
         scale = step / dist
-        vec = tuple([a + scale * d
-                     for a, d in zip(local.vec, diff, strict=True)])
+        # lvec[i] + scale * diff[i], component by component.
+        vec = tuple(map(operator.add, lvec, map(scale.__mul__, diff)))
         height = local.height + scale * hsum
         if height < params.min_height:
             height = params.min_height

@@ -42,6 +42,7 @@ from collections.abc import Iterable
 import dataclasses
 import itertools
 import math
+import operator
 import random
 from typing import Any
 
@@ -146,27 +147,31 @@ class _Entry:
 
     ``vec``/``height`` are the peer's coordinate as learned at ``learned``
     (this node's clock); ``rtt`` is the round trip this node last measured
-    to it, None when it never did. The coordinate's ``Coordinate`` object
-    and wire form ``[[x1, ..., xn], height]`` are built once per coordinate
-    and shared: every hop of every search puts the entry into a view, and
-    rebuilding them each time was a large share of a hop's cost. Nothing
-    mutates a wire coordinate once built, so sharing it between messages
-    (which the simulator hands over by reference) is safe.
+    to it, None when it never did. ``name`` is ``peer.name``, kept here
+    too: a search reads the names of many nodes' entries, and each read
+    through the peer was one more object to fetch from memory. The
+    coordinate's ``Coordinate`` object and wire form ``(vec, height)`` are
+    built once per coordinate and shared: every hop of every search puts
+    the entry into a view, and rebuilding them each time was a large share
+    of a hop's cost. Nothing mutates a wire coordinate once built, so
+    sharing it between messages (which the simulator hands over by
+    reference) is safe.
     """
 
-    __slots__ = ('peer', 'vec', 'height', 'learned', 'rtt', '_coord',
-                 '_wire')
+    __slots__ = ('peer', 'name', 'vec', 'height', 'learned', 'rtt',
+                 '_coord', '_wire')
 
     def __init__(self, peer: PeerRef, vec: tuple, height: float,
                  learned: float, rtt: float | None = None,
-                 wire: list | None = None):
+                 wire: list | tuple | None = None):
         self.peer = peer
+        self.name = peer.name
         self.vec = vec
         self.height = height
         self.learned = learned
         self.rtt = rtt
         self._coord = None
-        #: ``[list(vec), height]`` when known, else built on first use.
+        #: The wire coordinate when known, else built on first use.
         self._wire = wire
 
     @property
@@ -176,11 +181,12 @@ class _Entry:
             coord = self._coord = Coordinate(self.vec, self.height)
         return coord
 
-    def wire_coord(self) -> list:
-        """The coordinate as ``[[x1, ..., xn], height]``; do not mutate."""
+    def wire_coord(self) -> tuple:
+        """The coordinate as ``((x1, ..., xn), height)`` (JSON encodes
+        it as ``[[x1, ..., xn], height]``)."""
         wire = self._wire
         if wire is None:
-            wire = self._wire = [list(self.vec), self.height]
+            wire = self._wire = (self.vec, self.height)
         return wire
 
     def set_coord(self, coord: Coordinate, learned: float) -> None:
@@ -191,7 +197,7 @@ class _Entry:
         self._wire = None
 
     def set_position(self, vec: tuple, height: float, learned: float,
-                     wire: list | None = None) -> None:
+                     wire: list | tuple | None = None) -> None:
         """Take a coordinate given as parts (``wire`` is its wire form
         when the caller has it)."""
         self.vec = vec
@@ -324,19 +330,34 @@ class _Pending:
 
 class _View(list):
     """A spiral view built by this class: a plain wire list that also
-    remembers each entry's distance to the searched point ``pvec``.
+    remembers each entry's name, age and distance to the searched point
+    ``pvec`` (``names``, ``ages``, ``keys``: tuples in the view's order).
 
     The simulator hands messages over by reference, so the next hop finds
     the distances computed by the previous one and need not touch every
     entry's coordinate again; a view that came from the network is a plain
     list and gets its distances computed. JSON encodes it as the list it
-    is, so nothing of this reaches the wire.
+    is, so nothing of this reaches the wire. The entries this class builds
+    are tuples ``(name, address, (vec, height), age)``: one object each
+    instead of three lists (a hop reads every entry, and each object is
+    one more fetch from memory), which JSON encodes alike.
     """
 
-    __slots__ = ('pvec', 'keys')
+    __slots__ = ('pvec', 'keys', 'names', 'ages')
+
+
+def _picker(order: list[int]) -> Callable[[list], tuple]:
+    """A function returning the items of a list at the indices ``order``
+    (not empty), as a tuple."""
+    if len(order) == 1:
+        only = order[0]
+        return lambda seq: (seq[only],)
+    return operator.itemgetter(*order)
 
 
 NearChanged = Callable[[frozenset, frozenset], None]
+
+_RTT_MS = operator.attrgetter('rtt_ms')
 
 #: PeerRef objects shared by every service of the process: a view names the
 #: same few thousand peers over and over.
@@ -389,7 +410,7 @@ class SpiralService:
         self._pending: dict[str, _Pending] = {}
         self._forwards: dict[tuple[str, str], tuple[_Search, Any]] = {}
         self._rtts: dict[str, float] = {}
-        self._here: tuple[Coordinate, list] | None = None
+        self._here: tuple[Coordinate, tuple] | None = None
 
     # -- membership and tables -------------------------------------------
 
@@ -406,7 +427,7 @@ class SpiralService:
         if self._refresh(peer.name, coord, now, None):
             # a peer that came back may have moved to a new address
             for entry in itertools.chain(self._near.values(), self._long):
-                if entry.peer.name == peer.name:
+                if entry.name == peer.name:
                     entry.peer = peer
             return
         entry = _Entry(peer, coord.vec, coord.height, now)
@@ -419,7 +440,7 @@ class SpiralService:
                 slot = self.rng.randrange(self._seen)
                 if slot < links:
                     self._long[slot] = entry
-            self._long_names = frozenset(e.peer.name for e in self._long)
+            self._long_names = frozenset(e.name for e in self._long)
         self._merge_near((entry,))
 
     def update_coordinate(self, name: str, coord: Coordinate,
@@ -431,7 +452,14 @@ class SpiralService:
         added (its RTT is remembered, though).
         """
         if rtt_ms is not None:
-            self._remember(name, rtt_ms)
+            # _remember, inlined: the simulator calls this a million times.
+            rtts = self._rtts
+            rtts.pop(name, None)
+            rtts[name] = rtt_ms
+            if len(rtts) > self.params.rtt_memory:
+                del rtts[next(iter(rtts))]
+        if name not in self._near and name not in self._long_names:
+            return False  # most probes: no clock reading needed
         return self._refresh(name, coord, self.endpoint.now(), rtt_ms)
 
     def _remember(self, name: str, rtt_ms: float) -> None:
@@ -452,7 +480,7 @@ class SpiralService:
             kept = True
         if name in self._long_names:
             for entry in self._long:
-                if entry.peer.name == name:
+                if entry.name == name:
                     entry.set_coord(coord, now)
                     if rtt_ms is not None:
                         entry.rtt = rtt_ms
@@ -462,8 +490,8 @@ class SpiralService:
     def remove(self, name: str) -> None:
         """Forget a peer that left (membership) in every table."""
         self._rtts.pop(name, None)
-        self._long = [e for e in self._long if e.peer.name != name]
-        self._long_names = frozenset(e.peer.name for e in self._long)
+        self._long = [e for e in self._long if e.name != name]
+        self._long_names = frozenset(e.name for e in self._long)
         if name in self._near:
             old = frozenset(self._near)
             del self._near[name]
@@ -498,11 +526,14 @@ class SpiralService:
             return dist(e.vec, mvec) + e.height + mh
         return key
 
-    def _near_keys(self, entries: list[_Entry]) -> list[float]:
+    def _near_keys(self, entries: list[_Entry],
+                   here: Coordinate | None = None) -> list[float]:
         """``_near_key`` of each entry, in one comprehension: a search
         ranks near sets at every hop, and a key function call per entry
-        cost more than the arithmetic."""
-        here = self.coordinate()
+        cost more than the arithmetic. ``here`` is this node's coordinate
+        when the caller has it at hand."""
+        if here is None:
+            here = self.coordinate()
         mvec = here.vec
         mh = here.height
         dist = math.dist
@@ -520,7 +551,7 @@ class SpiralService:
         rtts = self._rtts
         fresh: dict[str, _Entry] = {}
         for e in entries:
-            name = e.peer.name
+            name = e.name
             have = near.get(name)
             if have is None:
                 if name != myname:
@@ -559,14 +590,14 @@ class SpiralService:
             new = {}
             for i in sorted(range(len(pool)), key=keys.__getitem__)[:size]:
                 e = pool[i]
-                new[e.peer.name] = e
+                new[e.name] = e
             if new.keys() == near.keys():
                 return
-        old = frozenset(near)
         self._near = new
-        self._changed(old)
+        self._changed(near)
 
-    def _learn(self, view: list[list], now: float) -> None:
+    def _learn(self, view: list[list], now: float,
+               here: Coordinate) -> None:
         """The learning rule on a view in wire form.
 
         Only the entries that enter the near set become objects: in a
@@ -583,12 +614,11 @@ class SpiralService:
             return
         myname = self.me.name
         rtts = self._rtts
-        here = self.coordinate()
         mvec = here.vec
         mh = here.height
         dist = math.dist
         pool = list(near.values())
-        keys = self._near_keys(pool)
+        keys = self._near_keys(pool, here)
         worst = max(keys)
         refreshed = False
         # name -> (wire entry, learned, measured RTT, distance); a name
@@ -606,8 +636,6 @@ class SpiralService:
                                       coord)
                     refreshed = True
                 continue
-            if name == myname:
-                continue
             rtt = rtts.get(name)
             if rtt is None:
                 key = dist(w[2][0], mvec) + w[2][1] + mh
@@ -617,12 +645,16 @@ class SpiralService:
                 continue
             else:
                 key = rtt
-            found[name] = (w, now - w[3], rtt, key)
+            # This node (in most views it gets) is left out here rather
+            # than first: one distance costs less than comparing every
+            # name with ours.
+            if name != myname:
+                found[name] = (w, now - w[3], rtt, key)
         if not found:
             return
         if refreshed:
             # Refreshed coordinates move the near set's own distances.
-            keys = self._near_keys(pool)
+            keys = self._near_keys(pool, here)
             worst = max(keys)
         count = len(pool)
         for item in found.values():
@@ -643,10 +675,9 @@ class SpiralService:
                 coord = w[2]
                 e = _Entry(_peer_ref(w[0], w[1]), tuple(coord[0]),
                            coord[1], learned, rtt, coord)
-            new[e.peer.name] = e
-        old = frozenset(near)
+            new[e.name] = e
         self._near = new
-        self._changed(old)
+        self._changed(near)
 
     def _learn_into_partial(self, view: list[list], now: float) -> None:
         """The learning rule while the near set still has room: every
@@ -673,13 +704,16 @@ class SpiralService:
         if fresh:
             self._merge_near(fresh)
 
-    def _changed(self, old: frozenset) -> None:
+    def _changed(self, old: Iterable[str]) -> None:
+        """Count a change of the near set and tell the listener; ``old``
+        holds the names before it (the replaced dict: the frozenset is
+        built only when someone listens)."""
         self.stats.near_changes += 1
         callback = self.on_near_changed
         if callback is None:
             return
         try:
-            callback(old, frozenset(self._near))
+            callback(frozenset(old), frozenset(self._near))
         except Exception:
             LOG.exception('near-set change listener of %(me)s failed',
                           {'me': self.me.name})
@@ -737,66 +771,87 @@ class SpiralService:
         """
         dist = math.dist
         # Parallel lists in first-seen order, as a dict by name would
-        # keep them: the sort below breaks ties in this order.
+        # keep them: the sort below breaks ties in this order. An entry of
+        # our tables stays an _Entry until it makes the cut.
         if type(view) is _View and view.pvec == pvec:
             # Built by _view_with_mine: names unique, distances known.
             entries = list(view)
+            names = list(view.names)
             dists = list(view.keys)
-            slot = {w[0]: i for i, w in enumerate(entries)}
+            ages = list(view.ages)
+            slot = {name: i for i, name in enumerate(names)}
         else:
             slot = {}
             entries = []
+            names = []
             dists = []
+            ages = []
             for w in view:
                 name = w[0]
                 i = slot.get(name)
                 if i is None:
                     slot[name] = len(entries)
                     entries.append(w)
+                    names.append(name)
                     dists.append(dist(w[2][0], pvec) + w[2][1])
-                elif w[3] < entries[i][3]:
+                    ages.append(w[3])
+                elif w[3] < ages[i]:
                     entries[i] = w
                     dists[i] = dist(w[2][0], pvec) + w[2][1]
+                    ages[i] = w[3]
         me = self.me
-        w = [me.name, me.address, self._here_wire(here), 0.0]
+        w = (me.name, me.address, self._here_wire(here), 0.0)
         key = dist(here.vec, pvec) + here.height
         i = slot.get(me.name)
         if i is None:
             slot[me.name] = len(entries)
             entries.append(w)
+            names.append(me.name)
             dists.append(key)
+            ages.append(0.0)
         else:
             entries[i] = w
             dists[i] = key
+            ages[i] = 0.0
         for e in itertools.chain(self._near.values(), self._long):
-            name = e.peer.name
+            name = e.name
             age = now - e.learned
             i = slot.get(name)
-            if i is None or age < entries[i][3]:
-                w = [name, e.peer.address, e._wire or e.wire_coord(),
-                     age if age > 0 else 0.0]
+            if i is None or age < ages[i]:
+                if not age > 0:
+                    age = 0.0
                 key = dist(e.vec, pvec) + e.height
                 if i is None:
                     slot[name] = len(entries)
-                    entries.append(w)
+                    entries.append(e)
+                    names.append(name)
                     dists.append(key)
+                    ages.append(age)
                 else:
-                    entries[i] = w
+                    entries[i] = e
                     dists[i] = key
+                    ages[i] = age
         # Indices sorted stably by distance: ties stay in merge order.
         order = sorted(range(len(entries)), key=dists.__getitem__)
         del order[self.params.view_size:]
-        merged = _View([entries[i] for i in order])
+        pick = _picker(order)
+        merged = _View(pick(entries))
+        merged.ages = ages = pick(ages)
+        for n, e in enumerate(merged):
+            if type(e) is _Entry:
+                merged[n] = (e.name, e.peer.address,
+                             e._wire or e.wire_coord(), ages[n])
         merged.pvec = pvec
-        merged.keys = [dists[i] for i in order]
+        merged.keys = pick(dists)
+        merged.names = pick(names)
         return merged
 
-    def _here_wire(self, here: Coordinate) -> list:
+    def _here_wire(self, here: Coordinate) -> tuple:
         """This node's coordinate in wire form, rebuilt only when it moved
         (Vivaldi moves it once per probe; searches pass many times)."""
         cached = self._here
         if cached is None or cached[0] is not here:
-            cached = self._here = (here, here.to_wire())
+            cached = self._here = (here, (here.vec, here.height))
         return cached[1]
 
     def _advance(self, state: _Search) -> None:
@@ -871,7 +926,8 @@ class SpiralService:
             peer = refs.get(name)
             if peer is None or peer.address != address:
                 peer = _peer_ref(name, address)
-            out.append(_Entry(peer, tuple(coord[0]), coord[1], now - age))
+            out.append(_Entry(peer, tuple(coord[0]), coord[1], now - age,
+                              None, coord))
         return out
 
     # -- incoming messages --------------------------------------------------
@@ -906,10 +962,10 @@ class SpiralService:
         point = msg['origin_coord']
         # Our tables go into the view before the learning rule may evict
         # some of them: they can be near the origin though not near us.
-        view = self._view_with_mine(incoming, tuple(point[0]),
-                                    self.coordinate(), now)
+        here = self.coordinate()
+        view = self._view_with_mine(incoming, tuple(point[0]), here, now)
         if self.params.learning:
-            self._learn(incoming, now)
+            self._learn(incoming, now, here)
         visited = msg['visited']
         if self.me.name not in visited:
             visited = visited + [self.me.name]
@@ -971,7 +1027,7 @@ class SpiralService:
         # prediction and need no new probe. The probes go to the most
         # promising peers we have never measured.
         myname = self.me.name
-        pool = {e.peer.name: e for e in view if e.peer.name != myname}
+        pool = {e.name: e for e in view if e.name != myname}
         for name, e in self._near.items():
             seen = pool.get(name)
             if seen is not None and seen.learned > e.learned:
@@ -987,9 +1043,12 @@ class SpiralService:
             if e.rtt is None:
                 e.rtt = rtts.get(name)
             (unmeasured if e.rtt is None else known).append(e)
-        unmeasured.sort(key=lambda e: dist(e.vec, mvec) + e.height)
+        # Sorted stably by predicted distance, each computed once.
+        keys = [dist(e.vec, mvec) + e.height for e in unmeasured]
+        order = sorted(range(len(keys)), key=keys.__getitem__)
+        del order[self.params.probe_count(pending.k):]
         pending.known = known
-        pending.candidates = unmeasured[:self.params.probe_count(pending.k)]
+        pending.candidates = [unmeasured[i] for i in order]
         if not pending.candidates:
             self._finish(search_id, pending)
             return
@@ -1031,15 +1090,15 @@ class SpiralService:
             for rtt, entry, sample in pending.samples:
                 entry.set_coord(sample.coordinate, now)
                 entry.rtt = rtt
-                self._remember(entry.peer.name, rtt)
+                self._remember(entry.name, rtt)
                 peers.append(RankedPeer(entry.peer, rtt, sample.coordinate))
-            peers.sort(key=lambda p: p.rtt_ms)
+            peers.sort(key=_RTT_MS)
             # A peer that did not answer its probe may be gone: it does not
             # enter the near set on a prediction.
-            answered = {s[1].peer.name for s in pending.samples}
-            lost = {e.peer.name for e in pending.candidates} - answered
+            answered = {s[1].name for s in pending.samples}
+            lost = {e.name for e in pending.candidates} - answered
             self._merge_near(e for e in pending.view
-                             if e.peer.name not in lost)
+                             if e.name not in lost)
             probes = len(pending.candidates)
         else:
             point = pending.point
@@ -1059,6 +1118,11 @@ class SpiralService:
 
 
 # -- validation of network input ----------------------------------------------
+
+#: What a JSON array may be: a list as decoded, or a tuple in a message
+#: this class built (JSON encodes both alike).
+_ARRAY = (list, tuple)
+
 
 def _fail(kind: str, field: str, expected: str, got: Any) -> None:
     try:
@@ -1092,8 +1156,8 @@ def _is_number(value: Any) -> bool:
 def _check_coord(kind, field, value, dimensions) -> None:
     expected = ('a coordinate [[x1, ..., xn], height] of at most %d finite '
                 'JSON numbers and a height >= 0' % MAX_DIMENSIONS)
-    if (not isinstance(value, list) or len(value) != 2 or
-            not isinstance(value[0], list) or
+    if (not isinstance(value, _ARRAY) or len(value) != 2 or
+            not isinstance(value[0], _ARRAY) or
             len(value[0]) > MAX_DIMENSIONS or
             not all(_is_number(x) for x in value[0]) or
             not _is_number(value[1])):
@@ -1111,7 +1175,7 @@ def _check_view(kind, msg, dimensions) -> None:
               'coordinate, age] entries' % MAX_VIEW, view)
     for i, entry in enumerate(view):
         field = 'view[%d]' % i
-        if not isinstance(entry, list) or len(entry) != 4:
+        if not isinstance(entry, _ARRAY) or len(entry) != 4:
             _fail(kind, field, 'a list [name, address, coordinate, age]',
                   entry)
         name, address, coord, age = entry

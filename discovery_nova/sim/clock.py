@@ -51,7 +51,7 @@ class VirtualClock:
 
     def __init__(self, start: float = 0.0):
         self._now = start
-        self._seq = itertools.count()
+        self._next_seq = itertools.count().__next__
         #: Heap of (when, seq, timer): the bucket being run, and any timer
         #: due no later than it.
         self._queue: list = []
@@ -84,14 +84,32 @@ class VirtualClock:
         return self._schedule(when, callback, args)
 
     def call_later(self, delay: float, callback: Callable, *args) -> Timer:
-        now = self._now
-        return self._schedule(now + delay if delay > 0.0 else now,
-                              callback, args)
+        # _schedule inlined: every message and probe of a run comes here.
+        when = self._now
+        if delay > 0.0:
+            when += delay
+        timer = Timer(when, callback, args)
+        entry = (when, self._next_seq(), timer)
+        # Most timers join a bucket that exists already.
+        scaled = when * self.SCALE
+        if 0.0 <= scaled < 1e15:
+            number = int(scaled)
+            if number > self._current:
+                bucket = self._later.get(number)
+                if bucket is not None:
+                    bucket.append(entry)
+                    self._later_count += 1
+                    return timer
+        return self._place(entry)
 
     def _schedule(self, when: float, callback: Callable,
                   args: tuple) -> Timer:
         timer = Timer(when, callback, args)
-        entry = (when, next(self._seq), timer)
+        return self._place((when, self._next_seq(), timer))
+
+    def _place(self, entry: tuple) -> Timer:
+        """Queue ``(when, seq, timer)`` in its bucket; returns the timer."""
+        when = entry[0]
         scaled = when * self.SCALE
         # int() is the floor of a non-negative float: _bucket's number,
         # without its calls, for every timer of a run from time 0.
@@ -99,7 +117,7 @@ class VirtualClock:
                   else self._bucket(when))
         if number <= self._current:
             heapq.heappush(self._queue, entry)
-            return timer
+            return entry[2]
         bucket = self._later.get(number)
         if bucket is None:
             self._later[number] = [entry]
@@ -107,7 +125,7 @@ class VirtualClock:
         else:
             bucket.append(entry)
         self._later_count += 1
-        return timer
+        return entry[2]
 
     def _open_bucket(self) -> None:
         """Make the earliest waiting bucket the one being run (the heap is
@@ -132,6 +150,10 @@ class VirtualClock:
         """
         ran = 0
         heappop = heapq.heappop
+        # ``until`` and ``max_events`` as numbers that never stop the run
+        # when None, so that each event costs two comparisons.
+        limit = math.inf if until is None else until
+        budget = math.inf if max_events is None else max_events
         while True:
             queue = self._queue
             if not queue:
@@ -142,12 +164,14 @@ class VirtualClock:
                     break
                 self._open_bucket()
                 continue
-            when, _, timer = queue[0]
-            if until is not None and when > until:
-                break
-            if max_events is not None and ran >= max_events:
+            entry = heappop(queue)
+            when = entry[0]
+            if when > limit or ran >= budget:
+                heapq.heappush(queue, entry)
+                if when > limit:
+                    break
                 return ran
-            heappop(queue)
+            timer = entry[2]
             if timer.cancelled:
                 continue
             self._now = when
