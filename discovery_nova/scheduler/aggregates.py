@@ -11,6 +11,8 @@ PoP) is read from the API database and reused for
 
 from collections.abc import Callable
 from collections.abc import Iterable
+from collections.abc import Iterator
+from collections.abc import Mapping
 from collections.abc import Sequence
 import dataclasses
 import itertools
@@ -52,18 +54,48 @@ def describe_aggregate(aggregate) -> PopDescriptor | None:
     return descriptor
 
 
-def pop_of_host(host_state) -> PopDescriptor | None:
-    """The PoP of a HostState, from the first PoP aggregate it is in."""
-    # Called for every host by every plugin: the cache hit is inlined.
-    for aggregate in host_state.aggregates:
-        entry = _BY_AGGREGATE.get(id(aggregate))
-        if entry is not None and entry[0] is aggregate:
-            descriptor = entry[1]
-        else:
-            descriptor = describe_aggregate(aggregate)
+def pop_of_aggregates(aggregates: Iterable) -> PopDescriptor | None:
+    """The PoP of a host in ``aggregates``: the first PoP aggregate's."""
+    for aggregate in aggregates:
+        descriptor = describe_aggregate(aggregate)
         if descriptor is not None:
             return descriptor
     return None
+
+
+class HostPops(Mapping[str, str]):
+    """Host name -> PoP name of some hosts, worked out when first read.
+
+    ``pop_names[i]`` is the PoP of the ``i``-th of ``host_names()`` (None:
+    in no PoP); a host listed twice takes the last PoP given for it. Most
+    requests never ask for a host's PoP (only ``near=<host>`` and the
+    servers of affinity hints do), and reading the names of 10,000 hosts
+    costs more than anything else our plugins then do with them.
+    """
+
+    def __init__(self, host_names: Callable[[], Iterable[str]],
+                 pop_names: Sequence[str | None]):
+        self._host_names = host_names
+        self._pop_names = pop_names
+        self._table: dict[str, str] | None = None
+
+    def _read(self) -> dict[str, str]:
+        if self._table is None:
+            # A PoP name is never empty: filter(None) keeps the PoPs,
+            # compress the hosts that have one; no Python code per host.
+            self._table = dict(zip(
+                itertools.compress(self._host_names(), self._pop_names),
+                filter(None, self._pop_names), strict=True))
+        return self._table
+
+    def __getitem__(self, host: str) -> str:
+        return self._read()[host]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._read())
+
+    def __len__(self) -> int:
+        return len(self._read())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +103,7 @@ class PopDirectory:
     """Every known PoP by name, and the PoP of every host in one."""
 
     pops: dict[str, PopDescriptor]
-    host_pops: dict[str, str]
+    host_pops: Mapping[str, str]
 
     @classmethod
     def from_aggregates(cls, aggregates: Iterable) -> 'PopDirectory':
@@ -87,11 +119,13 @@ class PopDirectory:
         return cls(pops, host_pops)
 
     @classmethod
-    def from_hosts(cls, host_names: Sequence[str],
+    def from_hosts(cls, host_names: Callable[[], Iterable[str]],
                    pop_names: Sequence[str | None],
                    pops: Iterable[PopDescriptor]) -> 'PopDirectory':
-        """Directory of some hosts: ``pop_names[i]`` is the PoP of
-        ``host_names[i]`` (None: in no PoP), ``pops`` their descriptors.
+        """Directory of some hosts: ``pop_names[i]`` is the PoP of the
+        ``i``-th of ``host_names()`` (None: in no PoP), ``pops`` their
+        descriptors; ``host_names`` is called when a host's PoP is first
+        asked for (see ``HostPops``).
 
         The first descriptor of a name wins; a host listed twice takes the
         last PoP given for it.
@@ -99,11 +133,7 @@ class PopDirectory:
         by_name: dict[str, PopDescriptor] = {}
         for pop in pops:
             by_name.setdefault(pop.name, pop)
-        # A PoP name is never empty: filter(None) keeps the PoPs, compress
-        # the hosts that have one; no Python code runs per host.
-        host_pops = dict(zip(itertools.compress(host_names, pop_names),
-                             filter(None, pop_names), strict=True))
-        return cls(by_name, host_pops)
+        return cls(by_name, HostPops(host_names, pop_names))
 
 
 def read_aggregates(context) -> Iterable:

@@ -78,8 +78,10 @@ class LocalityFilter(filters.BaseHostFilter, metaclass=abc.ABCMeta):
                     seen[group.name] = group.pop
             if verdict:
                 passing.add(group)
-        passed = list(itertools.compress(host_states,
-                                         map(passing.__contains__, groups)))
+        kept = list(map(passing.__contains__, groups))
+        passed = list(itertools.compress(host_states, kept))
+        # The next plugin gets these hosts: their groups are known.
+        request.index.remember(passed, itertools.compress(groups, kept))
         if host_states and not passed:
             LOG.info("%(filter)s removed all %(count)d hosts for instance "
                      "%(uuid)s: %(why)s",
@@ -135,20 +137,28 @@ class LocalityWeigher(weights.BaseHostWeigher):
         """The multiplier of each host, from nova's helper once per group.
 
         nova's ``get_weight_multiplier`` reads only the host's aggregates,
-        which all hosts of a group share.
+        which all hosts of a group share, and returns the configured value
+        as it is when none of them has the option in its metadata: most
+        groups, often all hosts, are answered so without calling it.
         """
         option = self.multiplier_option
         default = self.configured_multiplier()
+        if option not in request.index.metadata_keys():
+            return [default] * len(groups)
         known = request.multipliers.setdefault((option, default), {})
-        for group in dict.fromkeys(groups):
-            if group not in known:
-                known[group] = utils.get_weight_multiplier(
-                    group.host_state, option, default)
+        for group in dict.fromkeys(groups).keys() - known.keys():
+            for aggregate in group.aggregates:
+                if option in aggregate.metadata:
+                    known[group] = utils.get_weight_multiplier(
+                        group.host_state, option, default)
+                    break
+            else:
+                known[group] = default
         return list(map(known.__getitem__, groups))
 
     @abc.abstractmethod
     def weigh_hosts(self, request: LocalityRequest, host_states: list,
-                    groups: list[HostGroup], spec_obj) -> list[float]:
+                    groups: Sequence[HostGroup], spec_obj) -> list[float]:
         """One weight per host, higher is better; ``groups[i]`` is the
         group of ``host_states[i]``."""
 

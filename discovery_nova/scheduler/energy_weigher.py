@@ -6,6 +6,8 @@ drawn from non-renewable sources per unit of IT energy is
 ``PUE * (1 - renewable share)``, and lower is better.
 """
 
+from collections.abc import Sequence
+
 import discovery_nova.conf
 from discovery_nova.locality.pop import PopDescriptor
 from discovery_nova.scheduler.base import LocalityWeigher
@@ -31,7 +33,8 @@ class EnergyWeigher(LocalityWeigher):
     multiplier_option = 'energy_weight_multiplier'
 
     def weigh_hosts(self, request: LocalityRequest, host_states: list,
-                    groups: list[HostGroup], spec_obj) -> list[float]:
+                    groups: Sequence[HostGroup],
+                    spec_obj) -> list[float]:
         default_pue = CONF.discovery_scheduler.default_pue
         by_group = {group: -non_renewable_per_it_energy(group.pop,
                                                         default_pue)

@@ -6,6 +6,8 @@ The reference point is ``near=<PoP or host>``, the PoP of
 ``discovery_nova.locality.ranking.proximity_score``.
 """
 
+from collections.abc import Sequence
+
 from discovery_nova.locality.ranking import proximity_score
 from discovery_nova.scheduler.base import LocalityWeigher
 from discovery_nova.scheduler.base import floor_unknown
@@ -19,7 +21,8 @@ class ProximityWeigher(LocalityWeigher):
     multiplier_option = 'proximity_weight_multiplier'
 
     def weigh_hosts(self, request: LocalityRequest, host_states: list,
-                    groups: list[HostGroup], spec_obj) -> list[float]:
+                    groups: Sequence[HostGroup],
+                    spec_obj) -> list[float]:
         if request.reference is None:
             return [0.0] * len(host_states)
         by_name: dict[str, float] = {}

@@ -19,6 +19,7 @@ conductor as an expected outcome, which records it as the server's fault
 (``openstack server show`` shows it) without a traceback in the scheduler.
 """
 
+import collections
 from collections.abc import Sequence
 import dataclasses
 import itertools
@@ -41,11 +42,13 @@ from discovery_nova.locality.rtt import RttEstimate
 from discovery_nova.locality.rtt import estimate_rtt
 from discovery_nova.scheduler.aggregates import DIRECTORY
 from discovery_nova.scheduler.aggregates import PopDirectory
-from discovery_nova.scheduler.aggregates import pop_of_host
+from discovery_nova.scheduler.aggregates import pop_of_aggregates
 
 CONF = discovery_nova.conf.CONF
 LOG = logging.getLogger(__name__)
 
+_AGGREGATES = operator.attrgetter('aggregates')
+_HOST = operator.attrgetter('host')
 _INSTANCES = operator.attrgetter('instances')
 _NAME = operator.attrgetter('name')
 
@@ -59,19 +62,31 @@ class HostGroup:
     PoPs does that work 1,000 times, not 10,000 times per plugin.
     """
 
-    __slots__ = ('host_state', 'pop', 'name')
+    __slots__ = ('host_state', 'aggregates', 'pop', 'name')
 
-    def __init__(self, host_state):
+    def __init__(self, host_state, aggregates: Sequence):
         #: The first host seen in the group, for nova's per-host helpers
         #: (they read only its aggregates).
         self.host_state = host_state
-        self.pop: PopDescriptor | None = pop_of_host(host_state)
+        #: The aggregates of every host of the group, as they were read.
+        self.aggregates = aggregates
+        self.pop: PopDescriptor | None = pop_of_aggregates(aggregates)
         self.name: str | None = (self.pop.name if self.pop is not None
                                  else None)
 
 
 class HostIndex:
-    """The group of each host of one request, found once per host."""
+    """The group of each host of one request, found once per host.
+
+    Plugins mostly get a list they have seen before: nova hands each filter
+    a copy of what the previous one returned, and each weigher the hosts
+    the filters left. Such a list is recognised by comparing its elements'
+    identities with a remembered list's, which reads no HostState; other
+    lists look each host up by identity.
+    """
+
+    #: Lists remembered per request: one per plugin call is enough.
+    SEEN = 8
 
     def __init__(self):
         #: The aggregates of a host, as a tuple -> its group. Aggregates
@@ -79,35 +94,72 @@ class HostIndex:
         #: without __eq__): HostManager gives each HostState a new list of
         #: the aggregate objects it shares between hosts.
         self._by_aggregates: dict[tuple, HostGroup] = {}
-        #: HostState -> its group (HostStates hash by identity too).
+        #: HostState -> its group (HostStates hash by identity too); filled
+        #: from ``_unindexed`` when a list is not recognised.
         self._by_host: dict[object, HostGroup] = {}
+        #: (hosts, groups) learned but not yet in ``_by_host``: most
+        #: requests never need that dict.
+        self._unindexed: list[tuple[tuple, tuple[HostGroup, ...]]] = []
+        #: (hosts, their groups) of the lists seen last, newest last.
+        self._seen: collections.deque[
+            tuple[tuple, tuple[HostGroup, ...]]] = collections.deque(
+                maxlen=self.SEEN)
+        self._metadata_keys: frozenset[str] | None = None
 
-    def groups_of(self, host_states: Sequence) -> list[HostGroup]:
+    def groups_of(self, host_states: Sequence) -> Sequence[HostGroup]:
         """The group of each host, in order."""
-        groups = list(map(self._by_host.get, host_states))
-        if all(groups):
-            return groups
-        return self.learn(host_states)
+        count = len(host_states)
+        for hosts, groups in reversed(self._seen):
+            if len(hosts) == count and all(map(operator.is_, hosts,
+                                               host_states)):
+                return groups
+        if self._unindexed:
+            for hosts, groups in self._unindexed:
+                self._by_host.update(zip(hosts, groups, strict=True))
+            self._unindexed.clear()
+        found = tuple(map(self._by_host.get, host_states))
+        if None in found:
+            return self.learn(host_states)
+        self.remember(host_states, found)
+        return found
 
-    def learn(self, host_states: Sequence,
-              host_names: list[str] | None = None) -> list[HostGroup]:
-        """The group of each host; each host's name appended to
-        ``host_names`` when given."""
+    def remember(self, host_states: Sequence,
+                 groups: Sequence[HostGroup]) -> None:
+        """Note that ``groups`` are the groups of ``host_states``."""
+        self._seen.append((tuple(host_states), tuple(groups)))
+
+    def metadata_keys(self) -> frozenset[str]:
+        """Every metadata key of the aggregates of the hosts seen so far.
+
+        A weight multiplier no aggregate overrides is the configured one
+        for every host, found without a look at each group.
+        """
+        if self._metadata_keys is None:
+            aggregates = {id(a): a for key in self._by_aggregates
+                          for a in key}
+            keys: set[str] = set()
+            for aggregate in aggregates.values():
+                keys.update(aggregate.metadata)
+            self._metadata_keys = frozenset(keys)
+        return self._metadata_keys
+
+    def learn(self, host_states: Sequence) -> Sequence[HostGroup]:
+        """The group of each host, read from its aggregates."""
         # Reading each HostState is what costs here (they are large and
-        # scattered in memory): once per host and request, everything
-        # needed in one pass.
+        # scattered in memory): once per host and request, in C-level
+        # passes; Python code runs once per new set of aggregates.
         by_aggregates = self._by_aggregates
-        groups = []
-        append = groups.append
-        for host_state in host_states:
-            key = tuple(host_state.aggregates)
-            if host_names is not None:
-                host_names.append(host_state.host)
-            group = by_aggregates.get(key)
-            if group is None:
-                group = by_aggregates[key] = HostGroup(host_state)
-            append(group)
-        self._by_host.update(zip(host_states, groups, strict=True))
+        hosts = tuple(host_states)
+        keys = list(map(tuple, map(_AGGREGATES, hosts)))
+        # The first host of each set of aggregates (the last one written
+        # wins, hence the reversed order).
+        first = dict(zip(reversed(keys), reversed(hosts), strict=True))
+        for key in first.keys() - by_aggregates.keys():
+            by_aggregates[key] = HostGroup(first[key], key)
+            self._metadata_keys = None
+        groups = tuple(map(by_aggregates.__getitem__, keys))
+        self._unindexed.append((hosts, groups))
+        self._seen.append((hosts, groups))
         return groups
 
 
@@ -148,7 +200,7 @@ class LocalityRequest:
                 self.reference, pop)
         return estimate
 
-    def groups_of(self, host_states: Sequence) -> list[HostGroup]:
+    def groups_of(self, host_states: Sequence) -> Sequence[HostGroup]:
         """The group of each host, in order."""
         return self.index.groups_of(host_states)
 
@@ -203,14 +255,15 @@ def _build(spec_obj, raw: dict, host_states: Sequence) -> LocalityRequest:
     hints = hints_mod.parse_hints(raw)
     context = _context(spec_obj)
     index = HostIndex()
+    groups = None
     if context is not None:
         directory = DIRECTORY.get(
             context, CONF.discovery_scheduler.pop_refresh_interval)
     else:
-        host_names: list[str] = []
-        groups = index.learn(host_states, host_names)
+        groups = index.learn(host_states)
+        hosts = tuple(host_states)
         directory = PopDirectory.from_hosts(
-            host_names, list(map(_NAME, groups)),
+            lambda: map(_HOST, hosts), list(map(_NAME, groups)),
             (group.pop for group in dict.fromkeys(groups)
              if group.pop is not None))
     hints_mod.check_known_pops(hints, directory.pops)
@@ -219,12 +272,13 @@ def _build(spec_obj, raw: dict, host_states: Sequence) -> LocalityRequest:
     same = None
     if hints.same_pop_as:
         same = _server_pops(spec_obj, hints_mod.SAME_POP_AS,
-                            hints.same_pop_as, directory, host_states)
+                            hints.same_pop_as, directory, host_states,
+                            groups)
     different = frozenset()
     if hints.different_pop_from:
         different = _server_pops(spec_obj, hints_mod.DIFFERENT_POP_FROM,
                                  hints.different_pop_from, directory,
-                                 host_states)
+                                 host_states, groups)
     opts = CONF.discovery_scheduler
     return LocalityRequest(hints, directory, reference, same, different,
                            opts.rtt_error_weight, opts.max_trusted_error,
@@ -232,19 +286,26 @@ def _build(spec_obj, raw: dict, host_states: Sequence) -> LocalityRequest:
 
 
 def _server_pops(spec_obj, hint: str, servers: Sequence[str],
-                 directory: PopDirectory,
-                 host_states: Sequence) -> frozenset[str]:
-    """PoPs the named servers run in; HintError for unknown servers."""
+                 directory: PopDirectory, host_states: Sequence,
+                 groups: Sequence[HostGroup] | None) -> frozenset[str]:
+    """PoPs the named servers run in; HintError for unknown servers.
+
+    With a context the servers' hosts come from the database and their
+    PoPs from the directory; without, from the host states (``groups[i]``
+    is the group of ``host_states[i]``).
+    """
     own = getattr(spec_obj, 'instance_uuid', None)
     servers = [s for s in servers if s != own]
     context = _context(spec_obj)
     if context is not None:
-        hosts = _server_hosts_from_db(context, hint, servers)
+        where = {server: (host, directory.host_pops.get(host))
+                 for server, host in _server_hosts_from_db(
+                     context, hint, servers).items()}
     else:
-        hosts = _server_hosts_from_states(hint, servers, host_states)
+        where = _server_places_from_states(hint, servers, host_states,
+                                           groups)
     pops = set()
-    for server, host in hosts.items():
-        pop = directory.host_pops.get(host)
+    for server, (host, pop) in where.items():
         if pop is None:
             LOG.info("Server %(server)s of hint %(hint)s runs on "
                      "%(host)s, which is in no PoP aggregate",
@@ -285,19 +346,19 @@ def _server_hosts_from_db(context, hint: str,
     return hosts
 
 
-def _server_hosts_from_states(hint: str, servers: Sequence[str],
-                              host_states: Sequence) -> dict[str, str]:
-    hosts = {}
-    wanted = set(servers)
-    # Few hosts run a named server: find them without Python code per host.
-    running = itertools.compress(host_states, map(
-        operator.not_, map(wanted.isdisjoint, map(_INSTANCES, host_states))))
-    for host_state in running:
-        for server in wanted.intersection(host_state.instances):
-            hosts[server] = host_state.host
-    for server in servers:
-        if server not in hosts:
+def _server_places_from_states(
+        hint: str, servers: Sequence[str], host_states: Sequence,
+        groups: Sequence[HostGroup]) -> dict[str, tuple[str, str | None]]:
+    """Server -> (its host's name, its host's PoP or None)."""
+    places = {}
+    running = list(map(_INSTANCES, host_states))
+    for server in dict.fromkeys(servers):
+        # One dict lookup per host, without Python code per host; a
+        # server listed by several hosts is taken to run on the last.
+        on = list(itertools.compress(range(len(running)), map(
+            operator.contains, running, itertools.repeat(server))))
+        if not on:
             raise HintError(hint, server, 'the UUID of an existing server '
                             'of this project')
-    return hosts
-
+        places[server] = (host_states[on[-1]].host, groups[on[-1]].name)
+    return places
