@@ -119,10 +119,11 @@ class BenchCloud:
     """One local cloud of our own: up, connections per PoP, down."""
 
     def __init__(self, state_dir: Path, pops: int, compute_size: str,
-                 base_port: int | None = None):
+                 base_port: int | None = None, database: str = 'sqlite'):
         self.state_dir = state_dir
         self.pops = pops
         self.compute_size = compute_size
+        self.database = database
         self.base_port = base_port
         self.settings = None
         self.names: list[str] = []
@@ -144,6 +145,7 @@ class BenchCloud:
         argv = cloud_argv(self.state_dir, 'up', '--pops', str(self.pops),
                           '--base-port', str(self.base_port),
                           '--compute-size', self.compute_size,
+                          '--database', self.database,
                           '--clouds-yaml', 'none',
                           '--timeout', str(timeout))
         _log('cloud up: %s' % ' '.join(argv[3:]))
@@ -293,20 +295,32 @@ class BenchCloud:
                                 for k, v in sorted(by_kind.items())}}
 
     def scan_logs(self, limit: int = 8) -> dict:
-        """ERROR lines and tracebacks in every service log."""
+        """ERROR lines, tracebacks and RPC timeouts in every service log.
+
+        ``rpc_timeouts`` counts lines naming MessagingTimeout: a compute
+        whose calls to its conductor time out (the conductor's RPC threads
+        all taken) is how servers got stuck in BUILD. ``busy_answers``
+        counts the offers a PoP answered "busy" (logged by the origin).
+        """
         found = {}
         for path in sorted((self.state_dir / 'logs').glob('*.log')):
             errors = []
-            tracebacks = 0
+            tracebacks = timeouts = busy = 0
             with open(path, errors='replace') as src:
                 for line in src:
+                    if 'MessagingTimeout' in line:
+                        timeouts += 1
+                    if ' is busy: ' in line:
+                        busy += 1
                     if ' ERROR ' in line or ' CRITICAL ' in line:
                         errors.append(line.rstrip()[:400])
                     elif line.startswith('Traceback'):
                         tracebacks += 1
-            if errors or tracebacks:
+            if errors or tracebacks or timeouts or busy:
                 found[path.name] = {'error_lines': len(errors),
                                     'tracebacks': tracebacks,
+                                    'rpc_timeouts': timeouts,
+                                    'busy_answers': busy,
                                     'first': errors[:limit]}
         return found
 
@@ -767,7 +781,7 @@ def print_table(report: dict) -> None:
     print()
     print('Conductor figures (%s)' % ', '.join(
         '%s=%s' % (k, report['cloud'].get(k)) for k in
-        ('pops', 'compute_size', 'transport', 'conductor')))
+        ('pops', 'compute_size', 'database', 'transport', 'conductor')))
     options = report['cloud'].get('discovery_conductor')
     if options:
         print('[discovery_conductor] %s' % ', '.join(
@@ -866,23 +880,46 @@ def print_table(report: dict) -> None:
     if report.get('log_errors'):
         print('\nERROR lines in service logs:')
         for name, found in report['log_errors'].items():
-            print('   %s: %d ERROR lines, %d tracebacks'
-                  % (name, found['error_lines'], found['tracebacks']))
+            print('   %s: %d ERROR lines, %d tracebacks, %d lines naming '
+                  'MessagingTimeout, %d busy answers'
+                  % (name, found['error_lines'], found['tracebacks'],
+                     found.get('rpc_timeouts', 0),
+                     found.get('busy_answers', 0)))
     print('\nload average (1, 5, 15 min): %s' % report['load'])
     if report.get('error'):
         print('\nRUN FAILED: %s' % report['error'])
 
 
 def conductor_options(state_dir: Path, pop: str) -> dict:
-    """``[discovery_conductor]`` as the launcher wrote it for ``pop``
-    (minus the transport URL)."""
+    """``[discovery_conductor]`` as ``pop``'s conductor runs with it: the
+    launcher's values over the defaults (minus the transport URL)."""
+    from discovery_nova.conf import conductor as conductor_conf
+
+    options = {opt.dest: opt.default
+               for opt in conductor_conf.conductor_opts
+               if opt.dest != 'federation_transport_url'}
     parser = configparser.RawConfigParser(strict=False)
     parser.read(state_dir / 'pops' / pop / 'nova.conf')
     if not parser.has_section('discovery_conductor'):
-        return {}
+        return options
     shared = parser.defaults()
-    return {k: v for k, v in parser.items('discovery_conductor')
-            if k not in shared and k != 'federation_transport_url'}
+    options.update({k: v for k, v in parser.items('discovery_conductor')
+                    if k not in shared and k != 'federation_transport_url'})
+    return options
+
+
+def directory_ttl(state_dir: Path, pop: str) -> float:
+    """``[discovery_scheduler] pop_refresh_interval`` of ``pop``: how long
+    a conductor may keep a PoP directory read before every PoP existed
+    (a build forwarded meanwhile is refused: "near=<PoP> is invalid")."""
+    from discovery_nova.conf import scheduler as scheduler_conf
+
+    default = next(opt.default for opt in scheduler_conf.scheduler_opts
+                   if opt.dest == 'pop_refresh_interval')
+    parser = configparser.RawConfigParser(strict=False)
+    parser.read(state_dir / 'pops' / pop / 'nova.conf')
+    return float(parser.get('discovery_scheduler', 'pop_refresh_interval',
+                            fallback=default))
 
 
 def code_digest() -> str:
@@ -925,6 +962,11 @@ def main(argv: list[str] | None = None) -> int:
                         'server of the storm must be ACTIVE or ERROR '
                         '(default 1200; a fill round: at most %d)'
                         % FILL_DEADLINE)
+    parser.add_argument('--database', default='sqlite',
+                        choices=('sqlite', 'mysql', 'postgresql'),
+                        help='databases of the cloud (default sqlite; '
+                        'mysql needs a server on 127.0.0.1 that no other '
+                        'cloud uses: the database names are the PoPs\'')
     parser.add_argument('--base-port', type=int,
                         help='first port of the cloud (default: a free '
                         'block)')
@@ -946,7 +988,8 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix='conductor-figures-'))
     report_path = Path(args.report) if args.report else (
         tmp / 'report.json' if args.quick else DOC_REPORT)
-    cloud = BenchCloud(tmp / 'cloud', 3, size, args.base_port)
+    cloud = BenchCloud(tmp / 'cloud', 3, size, args.base_port,
+                       args.database)
     report: dict = {
         'command': ' '.join(['benchmarks/conductor_figures.py']
                             + (argv if argv is not None else sys.argv[1:])),
@@ -958,6 +1001,7 @@ def main(argv: list[str] | None = None) -> int:
         'git_head': _git_head(),
         'conductor_code_sha256': code_digest(),
         'cloud': {'pops': 3, 'compute_size': size, 'computes_per_pop': 2,
+                  'database': args.database,
                   'transport': 'p2p', 'conductor': 'discovery'},
         'load': {}}
     previous = {s: signal.signal(s, _interrupt)
@@ -972,6 +1016,10 @@ def main(argv: list[str] | None = None) -> int:
             pop_names=cloud.names, rtt_ms=cloud.rtts,
             discovery_conductor=conductor_options(cloud.state_dir,
                                                   cloud.names[0]))
+        settle = directory_ttl(cloud.state_dir, cloud.names[0]) + 1.0
+        _log('waiting %.0f s: every conductor\'s cached PoP directory is '
+             'then read after all PoPs were registered' % settle)
+        time.sleep(settle)
         report['memory'] = {'after start': cloud.memory()}
         report['load']['after start'] = os.getloadavg()
         report['latency'] = phase_latency(cloud, count, timeout=600)

@@ -5,11 +5,17 @@ for hosts and, on NoValidHost, buries the instances in cell0. Here the
 request's PoPs are ranked first (``candidates.plan``); the local PoP is
 tried in its turn through nova's own code path, and a remote PoP through
 ``offer_build`` on its conductor, until one accepts. Only when every PoP
-declined is the instance buried, with a fault that lists each PoP tried and
-why. Everything else (rebuild, migrate, unshelve) is nova's code unchanged.
+declined (or the deadline passed) is the instance buried, with a fault that
+lists each PoP tried and why. Everything else (rebuild, migrate, unshelve)
+is nova's code unchanged.
+
+The offers run in a pool of our own (``offers``), never in the RPC thread
+that received the build: nova's RPC threads stay free for the computes'
+conductor calls however slow the other PoPs answer.
 """
 
 import threading
+import time
 
 from nova import context as nova_context
 from nova import exception
@@ -21,6 +27,7 @@ from oslo_log import log as logging
 import oslo_messaging as messaging
 
 from discovery_nova.conductor import candidates as candidates_mod
+from discovery_nova.conductor import offers
 from discovery_nova.conductor import records
 from discovery_nova.conductor.portable import portable
 from discovery_nova.locality.hints import HintError
@@ -34,12 +41,43 @@ class ForwardingComputeTaskManager(nova_manager.ComputeTaskManager):
 
     def __init__(self):
         super().__init__()
-        #: Set by DiscoveryConductorManager once the federation is up.
-        self.federation = None
+        self._federation = None
         self.liveness = None
+        #: The record sync, told of each server forwarded from here.
+        self.shadow_sync = None
         self.pop_name = CONF.discovery.pop_name
         self._precomputed: dict[tuple, list] = {}
         self._lock = threading.Lock()
+        self._pool: offers.ForwardPool | None = None
+        self._slots: offers.PopSlots | None = None
+        self._gate: offers.AcceptGate | None = None
+
+    @property
+    def federation(self):
+        """Set by DiscoveryConductorManager once the federation is up;
+        the forwarding pool starts with it and stops before it."""
+        return self._federation
+
+    @federation.setter
+    def federation(self, federation) -> None:
+        self._federation = federation
+        if federation is None or self._pool is not None:
+            return
+        opts = CONF.discovery_conductor
+        self._slots = offers.PopSlots(opts.max_offers_per_pop)
+        self._gate = offers.AcceptGate(opts.max_accepts_in_flight)
+        self._pool = offers.ForwardPool(opts.forward_workers)
+        federation.before_stop(self.stop_forwarding)
+
+    def stop_forwarding(self) -> None:
+        """Refuse the builds still waiting for a PoP (the conductor
+        stops): each ends in ERROR with its fault, none stays building."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            left = pool.stop()
+            if left:
+                LOG.warning("Conductor stopping: %d build(s) waiting for "
+                            "another PoP were refused", left)
 
     # -- scheduling, with results computed ahead -------------------------
 
@@ -54,12 +92,32 @@ class ForwardingComputeTaskManager(nova_manager.ComputeTaskManager):
             context, request_spec, instance_uuids, return_alternates)
 
     def _try_local(self, context, request_spec, uuids):
-        """Host lists for ``uuids`` here, or the reason there are none."""
+        """Host lists for ``uuids`` here, or the reason there are none.
+
+        Any failure of the scheduling counts as this PoP not placing them
+        (nova buries the build on one; we try the other PoPs): e.g. the
+        scheduler's claim failing on a placement conflict. What it may
+        have claimed is released first.
+        """
         try:
             host_lists = super()._schedule_instances(
                 context, request_spec, uuids, return_alternates=True)
         except exception.NoValidHost as exc:
             return None, exc.format_message()
+        except Exception as exc:
+            LOG.warning("Scheduling %(uuids)s at %(pop)s failed: %(err)s",
+                        {'uuids': uuids, 'pop': self.pop_name, 'err': exc})
+            for uuid in uuids:
+                try:
+                    self.report_client.delete_allocation_for_instance(
+                        context, uuid, force=True)
+                except Exception as cleanup:
+                    LOG.warning("Could not release the allocations of "
+                                "%(uuid)s: %(err)s",
+                                {'uuid': uuid, 'err': cleanup})
+            # Short: nova keeps 255 characters of the fault of a refused
+            # build, which names every PoP's answer (the log has the rest).
+            return None, 'scheduling failed: %s' % type(exc).__name__
         return host_lists, None
 
     def _build_here(self, context, host_lists, build_requests,
@@ -137,67 +195,93 @@ class ForwardingComputeTaskManager(nova_manager.ComputeTaskManager):
                      "offering to other PoPs",
                      {'pop': self.pop_name, 'uuids': uuids,
                       'why': local_reason})
+        deadline = time.monotonic() + \
+            CONF.discovery_conductor.forward_deadline
         for build_request, request_spec in zip(build_requests,
                                                request_specs,
                                                strict=True):
-            self._place_one(context, plan, local_reason, build_request,
-                            request_spec, build_args, tags)
+            self._forward_later(context, plan, local_reason, build_request,
+                                request_spec, build_args, tags, deadline)
 
-    def _place_one(self, context, plan, local_reason, build_request,
-                   request_spec, build_args, tags):
-        """Offer one instance to the plan's PoPs in turn, until one takes
-        it; bury it with every PoP's answer when none does."""
+    def _forward_later(self, context, plan, local_reason, build_request,
+                       request_spec, build_args, tags,
+                       deadline: float) -> None:
+        """Hand one instance to the forwarding pool: its PoPs are tried
+        there, nearest first, and this (RPC) thread returns at once."""
         (image, admin_password, injected_files, requested_networks,
          block_device_mapping) = build_args
         uuid = request_spec.instance_uuid
-        attempts: list[records.Attempt] = []
-        remote_tries = 0
-        for candidate in plan.candidates:
-            if candidate.local:
-                if local_reason is None:
-                    host_lists, reason = self._try_local(
-                        context, request_spec, [uuid])
-                    if host_lists is not None:
-                        self._build_here(context, host_lists,
-                                         [build_request], [request_spec],
-                                         *build_args, tags=tags)
-                        records.record_attempts_at_home(
-                            context, uuid, attempts + [records.Attempt(
-                                candidate, True, 'placed here')])
-                        return
-                else:
-                    reason = local_reason
-                attempts.append(records.Attempt(candidate, False, reason))
-                continue
-            if remote_tries >= CONF.discovery_conductor.max_forward_attempts:
-                attempts.append(records.Attempt(
-                    candidate, False, 'not tried: [discovery_conductor] '
-                    'max_forward_attempts = %d reached'
-                    % CONF.discovery_conductor.max_forward_attempts))
-                continue
-            remote_tries += 1
-            answer = self._offer(context, candidate.pop, build_request,
-                                 request_spec, image, admin_password,
-                                 injected_files, requested_networks,
-                                 block_device_mapping, tags)
-            accepted = bool(answer.get('accepted'))
-            attempts.append(records.Attempt(candidate, accepted,
-                                            answer.get('reason', '')))
-            if accepted:
+
+        def attempts(outcomes):
+            return [records.Attempt(o.candidate, o.accepted, o.reason)
+                    for o in outcomes]
+
+        def try_local():
+            host_lists, reason = self._try_local(context, request_spec,
+                                                 [uuid])
+            if host_lists is None:
+                return False, reason
+            self._build_here(context, host_lists, [build_request],
+                             [request_spec], *build_args, tags=tags)
+            return True, 'placed here'
+
+        def offer(pop):
+            return offers.Answer.from_wire(self._offer(
+                context, pop, build_request, request_spec, image,
+                admin_password, injected_files, requested_networks,
+                block_device_mapping, tags))
+
+        def accept(candidate, answer, outcomes):
+            try:
                 records.record_forwarded(
                     self, context, build_request, request_spec,
-                    candidate.pop, answer.get('host'), attempts,
+                    candidate.pop, answer.host, attempts(outcomes),
                     requested_networks, tags)
+            except Exception as exc:
+                # Its origin could not record it: the copy there goes,
+                # and the user sees why here.
+                LOG.exception("Recording %(uuid)s as running at %(pop)s "
+                              "failed", {'uuid': uuid, 'pop': candidate.pop})
+                records.delete_remote(self, context, candidate.pop, [uuid])
+                why = 'accepted, but recording it at %s failed: %s: %s' % (
+                    self.pop_name, type(exc).__name__, exc)
+                refuse([offers.Outcome(candidate, False, why)
+                        if o.candidate == candidate else o
+                        for o in outcomes])
                 return
-        reason = records.summary(plan, attempts)
-        LOG.warning("Instance %(uuid)s placed nowhere: %(reason)s",
-                    {'uuid': uuid, 'reason': reason})
-        self._bury_in_cell0(context, request_spec,
-                            exception.NoValidHost(reason=reason),
-                            build_requests=[build_request],
-                            block_device_mapping=block_device_mapping,
-                            tags=tags)
-        records.record_attempts_in_cell0(context, uuid, attempts)
+            if self.shadow_sync is not None:
+                self.shadow_sync.watch(uuid, candidate.pop)
+
+        def placed_here(outcomes):
+            records.record_attempts_at_home(context, uuid,
+                                            attempts(outcomes))
+
+        def refuse(outcomes):
+            found = attempts(outcomes)
+            reason = records.summary(plan, found)
+            LOG.warning("Instance %(uuid)s placed nowhere: %(reason)s",
+                        {'uuid': uuid, 'reason': reason})
+            self._bury_in_cell0(context, request_spec,
+                                exception.NoValidHost(reason=reason),
+                                build_requests=[build_request],
+                                block_device_mapping=block_device_mapping,
+                                tags=tags)
+            records.record_attempts_in_cell0(context, uuid, found)
+
+        walk = offers.Walk(
+            plan.candidates, try_local=try_local, offer=offer,
+            accept=accept, placed_here=placed_here, refuse=refuse,
+            slots=self._slots,
+            max_remote=CONF.discovery_conductor.max_forward_attempts,
+            deadline=deadline, local_reason=local_reason,
+            label='instance %s' % uuid)
+        pool = self._pool
+        try:
+            if pool is None:
+                raise RuntimeError('no forwarding pool')
+            pool.submit(walk)
+        except RuntimeError:
+            walk.abandon('the conductor is stopping')
 
     def _offer(self, context, pop, build_request, request_spec, image,
                admin_password, injected_files, requested_networks,
@@ -291,7 +375,31 @@ class ForwardingComputeTaskManager(nova_manager.ComputeTaskManager):
         The instance gets this PoP's API records (instance mapping, build
         request, request spec) under its own UUID, then nova's scheduling;
         without a host everything is removed again and the answer says why.
+        While ``max_accepts_in_flight`` offers are being taken here the
+        answer is "busy" at once, with when to come back, so the origin
+        neither waits ``forward_timeout`` nor counts this PoP as full.
         """
+        gate = self._gate
+        ticket = gate.try_enter() if gate is not None else None
+        if gate is not None and ticket is None:
+            retry = gate.retry_after()
+            LOG.debug("Busy: %(uuid)s from %(origin)s told to come back "
+                      "in %(retry).1f s", {'uuid': instance.uuid,
+                                           'origin': origin, 'retry': retry})
+            return {'accepted': False, 'busy': True, 'retry_after': retry,
+                    'reason': 'busy'}
+        try:
+            return self._take_offer(
+                context, instance, request_spec, image, admin_password,
+                injected_files, requested_networks, block_device_mapping,
+                tags, origin)
+        finally:
+            if ticket is not None:
+                gate.leave(ticket)
+
+    def _take_offer(self, context, instance, request_spec, image,
+                    admin_password, injected_files, requested_networks,
+                    block_device_mapping, tags, origin) -> dict:
         uuid = instance.uuid
         if self._known_here(context, uuid):
             return {'accepted': False,

@@ -56,6 +56,12 @@ class Federation:
         self.pop_name = pop_name
         self.emulated_rtt_ms = dict(emulated_rtt_ms or {})
         self._server = None
+        self._before_stop: list = []
+
+    def before_stop(self, hook) -> None:
+        """Call ``hook()`` first when the federation stops: the work that
+        calls other PoPs (queued offers) ends while it still can."""
+        self._before_stop.append(hook)
 
     def serve(self, endpoint) -> None:
         """Start answering other PoPs with ``endpoint``'s methods."""
@@ -68,19 +74,34 @@ class Federation:
         LOG.info("Federation: PoP %(pop)s serves topic %(topic)s",
                  {'pop': self.pop_name, 'topic': TOPIC})
 
-    def call(self, context, pop: str, method: str, timeout: float,
-             **kwargs):
-        """Call ``method`` at PoP ``pop``; raises MessagingTimeout etc."""
+    def call(self, context, pop: str, method: str, timeout: float, *,
+             long_poll: bool = False, **kwargs):
+        """Call ``method`` at PoP ``pop``; raises MessagingTimeout etc.
+
+        The emulated round trip is paid before the call; for a
+        ``long_poll`` (answered when something happened there) half of it
+        is paid after the answer instead, as the answer's trip back.
+        """
         delay = self.emulated_rtt_ms.get(pop, 0.0) / 1000.0
-        if delay > 0:
-            time.sleep(delay)
+        before = delay / 2 if long_poll else delay
+        if before > 0:
+            time.sleep(before)
         client = messaging.get_rpc_client(
             self.transport, messaging.Target(topic=TOPIC, server=pop,
                                              version=VERSION),
             serializer=_serializer(), timeout=timeout)
-        return client.call(context, method, **kwargs)
+        answer = client.call(context, method, **kwargs)
+        if delay - before > 0:
+            time.sleep(delay - before)
+        return answer
 
     def stop(self) -> None:
+        hooks, self._before_stop = self._before_stop, []
+        for hook in hooks:
+            try:
+                hook()
+            except Exception:
+                LOG.exception("Stopping what uses the federation failed")
         if self._server is not None:
             self._server.stop()
             self._server.wait()

@@ -6,10 +6,19 @@ One pass every ``[discovery_conductor] sync_interval`` seconds:
 - carries a deletion made here to that PoP, and one made there back here;
 - builds again elsewhere the servers of a PoP that left the membership
   (``rebuild_on_pop_failure``), nearest healthy PoP first;
+- puts in ERROR, with a fault, a build nova left in BUILD for good: its
+  compute failed it and could not give its claim back to reschedule it
+  (placement failing), so no host, no task, and nothing will change;
 - reconciles the servers other PoPs forwarded to this one: a server whose
   origin says it now runs elsewhere (this PoP was down while it was
   rebuilt) or no longer exists is deleted here, so a PoP that comes back
   leaves no duplicate.
+
+Beside it, while servers forwarded from here are still building, one
+thread per PoP running some waits at that PoP (a long poll of ``describe``)
+for one of them to be built or to fail, and copies its state at once: the
+origin shows a server ACTIVE about when it is ACTIVE where it runs (plus
+the trip back), not up to a whole ``sync_interval`` later.
 """
 
 import threading
@@ -17,9 +26,11 @@ import time
 
 from nova import block_device
 from nova import context as nova_context
+from nova import exception
 from nova import objects
 from nova.compute import api as compute_api
 from nova.compute import power_state
+from nova.compute import utils as compute_utils
 from nova.compute import vm_states
 import nova.conf
 from oslo_log import log as logging
@@ -46,6 +57,14 @@ PORTABLE_ATTRS = ['flavor', 'metadata', 'system_metadata', 'info_cache',
 GUEST_MIN_AGE = 60
 #: Fields copied from the running server into the origin's record.
 MIRRORED = ('vm_state', 'task_state', 'power_state')
+#: Seconds after its last build attempt failed that a build still without
+#: host nor task counts as abandoned by nova (see ``_fail_stuck_builds``).
+STUCK_BUILD_AGE = 60
+#: The instance action event of a compute's build attempt.
+BUILD_EVENT = 'compute__do_build_and_run_instance'
+#: Seconds the PoP running servers forwarded from here may hold a poll
+#: before answering that none of them changed.
+LONG_POLL = 1.0
 
 
 def _instances(cctxt, **filters):
@@ -114,16 +133,128 @@ class ShadowSync:
         self._started = time.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: uuid -> (PoP, when watched): forwarded from here, building.
+        self._watched: dict[str, tuple[str, float]] = {}
+        self._watch_lock = threading.Lock()
+        self._wake = threading.Event()
+        #: One reading-and-copying of remote states at a time, so that an
+        #: older state read by one pass never overwrites a newer one.
+        self._mirror_lock = threading.Lock()
+        self._quick: threading.Thread | None = None
+        #: PoP -> the thread waiting there for its servers to be built.
+        self._pollers: dict[str, threading.Thread] = {}
+        self._cell = None
+        task_manager.shadow_sync = self
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name='discovery-shadow-sync')
         self._thread.start()
+        self._quick = threading.Thread(target=self._run_quick, daemon=True,
+                                       name='discovery-building-poll')
+        self._quick.start()
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        self._wake.set()
+        with self._watch_lock:
+            pollers = list(self._pollers.values())
+        for thread in [self._thread, self._quick] + pollers:
+            if thread is not None:
+                thread.join(timeout=10)
+
+    # -- the quick poll of servers still building elsewhere ---------------
+
+    def watch(self, uuid: str, pop: str) -> None:
+        """Poll ``uuid`` (forwarded to ``pop``) until it is built."""
+        with self._watch_lock:
+            self._watched[uuid] = (pop, time.monotonic())
+        self._wake.set()
+
+    def watched(self) -> dict[str, str]:
+        with self._watch_lock:
+            return {uuid: pop for uuid, (pop, _) in self._watched.items()}
+
+    def _unwatch(self, uuids, before: float | None = None) -> None:
+        """Stop polling ``uuids`` (only those watched before ``before``)."""
+        with self._watch_lock:
+            for uuid in uuids:
+                found = self._watched.get(uuid)
+                if found is not None and (before is None or
+                                          found[1] < before):
+                    del self._watched[uuid]
+
+    def _run_quick(self) -> None:
+        """Start a poller for each PoP running watched servers."""
+        while not self._stop.is_set():
+            self._wake.wait(1.0)
+            self._wake.clear()
+            pops = set(self.watched().values())
+            with self._watch_lock:
+                for pop in pops - set(self._pollers):
+                    thread = threading.Thread(
+                        target=self._poll_pop, args=(pop,), daemon=True,
+                        name='discovery-building-poll-%s' % pop)
+                    self._pollers[pop] = thread
+                    thread.start()
+
+    def _poll_pop(self, pop: str) -> None:
+        """Wait at ``pop`` for its watched servers to be built, copy their
+        state here, until none is left; then this thread ends."""
+        context = nova_context.get_admin_context()
+        while not self._stop.is_set():
+            with self._watch_lock:
+                uuids = [uuid for uuid, (where, _) in self._watched.items()
+                         if where == pop]
+                if not uuids:
+                    # Under the lock: a server watched from now on finds
+                    # no poller of this PoP, and _run_quick starts one.
+                    del self._pollers[pop]
+                    return
+            if pop not in self.manager.liveness.alive():
+                # The full pass takes care of a PoP that left.
+                self._stop.wait(CONF.discovery_conductor.sync_interval)
+                continue
+            try:
+                if self._cell is None:
+                    self._cell = records.local_cell(context)
+                with nova_context.target_cell(context, self._cell) as cctxt:
+                    self.poll_building(cctxt, pop, uuids)
+            except Exception as exc:
+                LOG.warning("Polling %(n)d servers building at %(pop)s "
+                            "failed: %(err)s",
+                            {'n': len(uuids), 'pop': pop, 'err': exc})
+                self._stop.wait(CONF.discovery_conductor.sync_interval)
+
+    def poll_building(self, cctxt, pop: str, uuids: list[str]) -> None:
+        """Ask ``pop`` to answer as soon as one of ``uuids`` is built (or
+        failed), within LONG_POLL seconds, and copy what changed here."""
+        states = self.manager.federation.call(
+            cctxt, pop, 'describe',
+            CONF.discovery_conductor.call_timeout + LONG_POLL,
+            long_poll=True, uuids=uuids, wait=LONG_POLL)
+        with self._mirror_lock:
+            self._copy_built(cctxt, pop, uuids, states)
+
+    def _copy_built(self, cctxt, pop: str, uuids: list[str],
+                    states: dict) -> None:
+        for uuid in uuids:
+            state = states.get(uuid) or {'missing': True}
+            if state.get('missing') or \
+                    state.get('vm_state') == vm_states.BUILDING:
+                continue
+            try:
+                shadow = objects.Instance.get_by_uuid(
+                    cctxt, uuid, expected_attrs=['system_metadata'])
+            except exception.InstanceNotFound:
+                self._unwatch([uuid])
+                continue
+            if shadow.system_metadata.get(records.SYSMETA_FORWARDED) == pop:
+                try:
+                    self._copy_state(shadow, state, pop)
+                except exception.InstanceNotFound:
+                    pass  # deleted meanwhile
+            self._unwatch([uuid])
 
     def _run(self) -> None:
         while not self._stop.wait(CONF.discovery_conductor.sync_interval):
@@ -135,6 +266,7 @@ class ShadowSync:
     # -- one pass ----------------------------------------------------------
 
     def run_once(self) -> None:
+        started = time.monotonic()
         context = nova_context.get_admin_context()
         cell = records.local_cell(context)
         alive = self.manager.liveness.alive()
@@ -143,6 +275,11 @@ class ShadowSync:
             everything = _instances(cctxt)
             shadows = [i for i in everything
                        if records.SYSMETA_FORWARDED in i.system_metadata]
+            # Watched, but no longer a building record of a server
+            # forwarded from here (deleted meanwhile): no more polling.
+            building = {i.uuid for i in shadows
+                        if i.vm_state == vm_states.BUILDING}
+            self._unwatch(set(self.watched()) - building, before=started)
             guests = [i for i in everything
                       if i.metadata.get(records.META_ORIGIN) not in
                       (None, self.manager.pop_name)
@@ -161,6 +298,7 @@ class ShadowSync:
                 else:
                     for shadow in group:
                         self._known[shadow.uuid] = pop
+            self._fail_stuck_builds(cctxt, everything)
             self._reconcile_guests(cctxt, guests, alive)
 
     def _carry_deletes(self, cctxt, present: set[str]) -> None:
@@ -179,6 +317,10 @@ class ShadowSync:
         self._known = {}
 
     def _mirror(self, cctxt, pop: str, shadows: list) -> None:
+        with self._mirror_lock:
+            self._mirror_locked(cctxt, pop, shadows)
+
+    def _mirror_locked(self, cctxt, pop: str, shadows: list) -> None:
         try:
             states = self.manager.federation.call(
                 cctxt, pop, 'describe',
@@ -203,17 +345,97 @@ class ShadowSync:
                 self.compute_api.delete(cctxt, shadow)
                 continue
             self._known[shadow.uuid] = pop
-            changed = False
-            for field in MIRRORED:
-                if getattr(shadow, field) != state.get(field):
-                    setattr(shadow, field, state.get(field))
-                    changed = True
-            launched = state.get('launched_at')
-            if launched and shadow.launched_at is None:
-                shadow.launched_at = timeutils.parse_isotime(launched)
+            try:
+                self._copy_state(shadow, state, pop)
+            except exception.InstanceNotFound:
+                continue  # deleted meanwhile: carried over next pass
+            if shadow.vm_state == vm_states.BUILDING:
+                self.watch(shadow.uuid, pop)  # e.g. after a restart
+            else:
+                self._unwatch([shadow.uuid])
+
+    @staticmethod
+    def _copy_state(shadow, state: dict, pop: str) -> None:
+        """Copy what ``describe`` said of a server into its record here;
+        a server failed there gets its fault here too."""
+        failed = shadow.vm_state != vm_states.ERROR and \
+            state.get('vm_state') == vm_states.ERROR
+        changed = False
+        for field in MIRRORED:
+            if getattr(shadow, field) != state.get(field):
+                setattr(shadow, field, state.get(field))
                 changed = True
-            if changed:
-                shadow.save()
+        launched = state.get('launched_at')
+        if launched and shadow.launched_at is None:
+            shadow.launched_at = timeutils.parse_isotime(launched)
+            changed = True
+        if changed:
+            shadow.save()
+        if failed and state.get('fault'):
+            objects.InstanceFault(
+                context=shadow._context, instance_uuid=shadow.uuid,
+                code=500, message=state['fault'][:255],
+                details='as recorded at PoP %s, where it was built' % pop,
+                host=CONF.host).create()
+
+    # -- builds nova abandoned ----------------------------------------------
+
+    def _fail_stuck_builds(self, cctxt, instances: list) -> None:
+        """ERROR, with a fault, for the builds nova abandoned in BUILD.
+
+        When a compute fails a build and then cannot give its claim back
+        to placement, nova neither reschedules nor fails the instance: it
+        stays building, without host nor task, for good. Such a build whose
+        last attempt ended in error a while ago is failed here, where the
+        user sees it (and its origin, through the mirror, if forwarded).
+        """
+        for instance in instances:
+            if instance.vm_state != vm_states.BUILDING or instance.host \
+                    or instance.task_state is not None \
+                    or records.SYSMETA_FORWARDED in instance.system_metadata:
+                continue
+            if _age(instance.updated_at or instance.created_at) < \
+                    STUCK_BUILD_AGE:
+                continue
+            host = self._failed_build_host(cctxt, instance.uuid)
+            if host is None:
+                continue
+            reason = ('its build at %s failed and nova could not reschedule '
+                      'it (see that compute\'s log)' % host)
+            LOG.warning("Build of %(uuid)s abandoned by nova: %(why)s; "
+                        "setting it to ERROR",
+                        {'uuid': instance.uuid, 'why': reason})
+            instance.vm_state = vm_states.ERROR
+            instance.save()
+            compute_utils.add_instance_fault_from_exc(
+                cctxt, instance, exception.BuildAbortException(
+                    instance_uuid=instance.uuid, reason=reason))
+            try:
+                self.manager.report_client.delete_allocation_for_instance(
+                    cctxt, instance.uuid, force=True)
+            except Exception as exc:
+                LOG.warning("Could not release the allocations of %(uuid)s: "
+                            "%(err)s", {'uuid': instance.uuid, 'err': exc})
+
+    @staticmethod
+    def _failed_build_host(cctxt, uuid: str) -> str | None:
+        """The host of the last build attempt of ``uuid`` if it ended in
+        error at least STUCK_BUILD_AGE ago, else None."""
+        for action in objects.InstanceActionList.get_by_instance_uuid(
+                cctxt, uuid):
+            if action.action != 'create':
+                continue
+            builds = [e for e in objects.InstanceActionEventList.
+                      get_by_action(cctxt, action.id)
+                      if e.event == BUILD_EVENT]
+            if not builds:
+                return None
+            last = max(builds, key=lambda e: (e.start_time, e.id))
+            if last.finish_time is not None and last.result == 'Error' \
+                    and _age(last.finish_time) >= STUCK_BUILD_AGE:
+                return last.host or 'its compute'
+            return None
+        return None
 
     # -- a PoP died ----------------------------------------------------------
 
@@ -245,15 +467,17 @@ class ShadowSync:
                     shadow.save()
                 self._known[shadow.uuid] = dead
                 continue
-            new_pop = self._rebuild_elsewhere(cctxt, shadow, dead)
+            new_pop, again = self._rebuild_elsewhere(cctxt, shadow, dead)
             self._known[shadow.uuid] = new_pop or dead
-            if new_pop is None:
+            if new_pop is None and not again:
                 self._failed_rebuilds[shadow.uuid] = alive
             else:
                 self._failed_rebuilds.pop(shadow.uuid, None)
 
-    def _rebuild_elsewhere(self, cctxt, shadow, dead: str) -> str | None:
-        """Offer ``shadow`` to the nearest healthy PoPs; the taker or None.
+    def _rebuild_elsewhere(self, cctxt, shadow,
+                           dead: str) -> tuple[str | None, bool]:
+        """Offer ``shadow`` to the nearest healthy PoPs: the taker (or
+        None), and whether to try again at the next pass (a PoP was busy).
 
         The origin itself is not among them: its cell already holds the
         record under the server's UUID (see doc: admin/conductor).
@@ -274,7 +498,7 @@ class ShadowSync:
         except HintError as exc:
             LOG.warning("Cannot rebuild %(uuid)s: %(err)s",
                         {'uuid': shadow.uuid, 'err': exc})
-            return None
+            return None, False
         full = objects.Instance.get_by_uuid(cctxt, shadow.uuid,
                                             expected_attrs=PORTABLE_ATTRS)
         instance = portable(full, drop=('id', 'ec2_ids', 'fault', 'services',
@@ -306,11 +530,15 @@ class ShadowSync:
         LOG.info("Rebuilding %(uuid)s of %(dead)s: candidates %(pops)s",
                  {'uuid': shadow.uuid, 'dead': dead,
                   'pops': ', '.join(c.describe() for c in plan.candidates)})
+        busy = []
         for candidate in plan.candidates:
             if candidate.local:
                 continue
             answer = self.manager._offer_instance(
                 cctxt, candidate.pop, instance, spec, image, networks, bdms)
+            if answer.get('busy'):
+                busy.append(candidate.pop)
+                continue
             accepted = bool(answer.get('accepted'))
             attempts.append(records.Attempt(candidate, accepted,
                                             answer.get('reason', '')))
@@ -327,14 +555,20 @@ class ShadowSync:
                 LOG.warning("PoP %(dead)s left: %(uuid)s rebuilt at "
                             "%(pop)s", {'dead': dead, 'uuid': shadow.uuid,
                                         'pop': candidate.pop})
-                return candidate.pop
+                return candidate.pop, False
+        if busy:
+            LOG.info("Rebuilding %(uuid)s of %(dead)s: %(busy)s busy, "
+                     "trying again at the next pass",
+                     {'uuid': shadow.uuid, 'dead': dead,
+                      'busy': ', '.join(busy)})
+            return None, True
         LOG.warning("Could not rebuild %(uuid)s of %(dead)s: %(why)s",
                     {'uuid': shadow.uuid, 'dead': dead,
                      'why': records.summary(plan, attempts)})
         shadow.vm_state = vm_states.ERROR
         shadow.save()
         records.record_trail(cctxt, shadow.uuid, attempts)
-        return None
+        return None, False
 
     # -- servers other PoPs forwarded here ------------------------------------
 

@@ -78,13 +78,99 @@ Possible values:
 Seconds to wait for one PoP to accept or decline a forwarded build before
 it counts as declined ("no answer") and the next PoP is tried.
 
+A PoP that is merely busy answers at once (see ``max_accepts_in_flight``),
+so this is the time allowed to a PoP taking an offer, or to one that
+vanished.
+
 Possible values:
 
 * A number of seconds from 1 to 3600.
 
 Related options:
 
-* ``max_forward_attempts``
+* ``max_forward_attempts``, ``forward_deadline``
+"""),
+    cfg.FloatOpt(
+        'forward_deadline',
+        default=600.0,
+        min=10.0,
+        max=86400.0,
+        help="""
+Seconds, from the moment this conductor received a build it forwards, after
+which no PoP is offered it any more: the build fails with a fault listing
+every PoP tried and its last answer.
+
+Until then a PoP that answered "busy" is offered the build again when it
+said to come back, so that a PoP with room is not given up for being slow.
+A PoP that declined (no room) or did not answer within
+``forward_timeout`` is not offered it again.
+
+Possible values:
+
+* A number of seconds from 10 to 86400.
+
+Related options:
+
+* ``forward_timeout``, ``max_forward_attempts``, ``max_accepts_in_flight``
+"""),
+    cfg.IntOpt(
+        'forward_workers',
+        default=8,
+        min=1,
+        max=256,
+        help="""
+Threads of this conductor that offer builds to other PoPs.
+
+A build that must be forwarded is handed to these threads and the RPC
+thread that received it returns at once, so that nova's RPC threads stay
+free for the computes' calls to the conductor however long the other PoPs
+take. A build waiting for a busy PoP holds none of them.
+
+Possible values:
+
+* A number from 1 to 256.
+
+Related options:
+
+* ``max_offers_per_pop``, ``[DEFAULT] executor_thread_pool_size``
+"""),
+    cfg.IntOpt(
+        'max_offers_per_pop',
+        default=2,
+        min=1,
+        max=64,
+        help="""
+Offers this conductor has in flight to any one other PoP at a time.
+
+A build whose next PoP already has this many offers from here moves on to
+the PoP after it, or waits (without holding a thread) if there is none.
+
+Possible values:
+
+* A number from 1 to 64.
+
+Related options:
+
+* ``forward_workers``, ``max_accepts_in_flight``
+"""),
+    cfg.IntOpt(
+        'max_accepts_in_flight',
+        default=2,
+        min=1,
+        max=64,
+        help="""
+Offers from other PoPs this conductor takes at a time (each one schedules
+and starts a build here). Any further offer is answered "busy" at once,
+with the time an offer has lately taken here as when to come back, instead
+of queueing until its origin's ``forward_timeout``.
+
+Possible values:
+
+* A number from 1 to 64.
+
+Related options:
+
+* ``max_offers_per_pop``, ``forward_deadline``
 """),
     cfg.FloatOpt(
         'call_timeout',
@@ -134,6 +220,34 @@ PoPs into their records at this PoP, and carry deletions across.
 Possible values:
 
 * A number of seconds from 0.2 to 600.
+
+Related options:
+
+* ``building_poll_interval``
+"""),
+    cfg.FloatOpt(
+        'building_poll_interval',
+        default=0.1,
+        min=0.02,
+        max=10.0,
+        help="""
+Seconds between two looks at the state of servers that are still
+building here for another PoP, while that PoP waits for them.
+
+The origin of a forwarded server waits at the PoP running it (one long
+poll per PoP, held at most a second) until the server is built or fails,
+so it shows the server ACTIVE (or ERROR) about this long after it is, plus
+the trip back, instead of at its next ``sync_interval`` pass. The PoP
+running the servers looks at them at this interval, only while an origin
+waits, and only at those servers.
+
+Possible values:
+
+* A number of seconds from 0.02 to 10.
+
+Related options:
+
+* ``sync_interval``, ``call_timeout``
 """),
     cfg.BoolOpt(
         'rebuild_on_pop_failure',
