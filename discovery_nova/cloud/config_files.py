@@ -9,6 +9,7 @@ read after nova.conf by every nova service.
 """
 
 import configparser
+import json
 import os
 from pathlib import Path
 import secrets
@@ -216,6 +217,7 @@ def nova_conf_sections(settings: CloudSettings, pop: PopSpec) -> Sections:
     }
     if settings.conductor == 'discovery':
         sections['discovery_conductor'] = federation_options(settings, pop)
+    sections['discovery_overlay'] = overlay_options(settings, pop)
     if settings.transport == 'p2p' or settings.conductor == 'discovery':
         sections['oslo_messaging_p2p'] = {
             'listen_host': settings.layout.host,
@@ -249,6 +251,48 @@ def federation_options(settings: CloudSettings,
         'sync_interval': 2.0,
         'forward_timeout': 90.0,
     }
+
+
+def overlay_options(settings: CloudSettings,
+                    pop: PopSpec) -> dict[str, object]:
+    """The PoP's overlay agent, in the nova.conf both it and the conductor
+    read: the agent listens there, the conductor finds it there.
+
+    Membership is a directory of the state dir (tooz file://, no server),
+    the key is the one the p2p peers share.
+    """
+    host = settings.layout.host
+    return {
+        'listen_host': host,
+        'listen_port': pop.overlay_port,
+        'advertise_host': host,
+        'deployment_key_file': p2p_key_file(settings),
+        'membership_backend': 'tooz',
+        'membership_url': 'file://%s' % (settings.state_dir /
+                                         'overlay-membership'),
+        'membership_group': 'discovery-overlay',
+        'state_path': settings.pop_dir(pop) / 'overlay',
+    }
+
+
+def overlay_rtt_file(settings: CloudSettings, pop: PopSpec) -> Path:
+    return settings.pop_dir(pop) / 'overlay-rtt.json'
+
+
+def write_overlay_rtts(settings: CloudSettings, pop: PopSpec) -> Path:
+    """The matrix RTTs from ``pop`` to every other PoP, for the agent's
+    ``--emulated-rtt-file``: the PoPs share one machine, and their agents'
+    coordinates and nearest peers should still be the matrix's."""
+    from discovery_nova.cloud import pop_registry
+    from discovery_nova.sim.topology import PlanetLabTopology
+
+    rtts = pop_registry.measured_rtts(settings.layout,
+                                      PlanetLabTopology())[pop.name]
+    path = overlay_rtt_file(settings, pop)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (settings.pop_dir(pop) / 'overlay').mkdir(exist_ok=True)
+    path.write_text(json.dumps(rtts, indent=1, sort_keys=True) + '\n')
+    return path
 
 
 #: Our filters and weighers next to nova's, as in
@@ -289,8 +333,8 @@ def read_nova_snippet(path: Path) -> str:
 
 
 def p2p_key_file(settings: CloudSettings) -> Path:
-    """The secret every p2p peer of this cloud shares (all PoPs: their
-    conductors talk to each other over p2p too)."""
+    """The secret every p2p peer and overlay agent of this cloud shares
+    (all PoPs: their conductors talk to each other over p2p too)."""
     return settings.state_dir / 'p2p-deployment.key'
 
 
@@ -328,8 +372,9 @@ def compute_capacity(settings: CloudSettings) -> dict[str, object]:
 def render_nova(settings: CloudSettings, pop: PopSpec) -> dict[str, Path]:
     """Write nova.conf, one override per compute, and nova.conf.d.
 
-    Returns the paths by role: ``nova`` (nova.conf), ``conf_d`` and each
-    compute host's override file by host name.
+    Returns the paths by role: ``nova`` (nova.conf), ``conf_d``,
+    ``overlay_rtts`` (the agent's emulated RTTs) and each compute host's
+    override file by host name.
     """
     directory = settings.pop_dir(pop)
     paths = {'nova': write_ini(directory / 'nova.conf',
@@ -355,6 +400,7 @@ def render_nova(settings: CloudSettings, pop: PopSpec) -> dict[str, Path]:
             target = target.with_name(target.name + '.conf')
         target.write_text(text)
     paths['conf_d'] = conf_d
+    paths['overlay_rtts'] = write_overlay_rtts(settings, pop)
     (directory / 'locks').mkdir(parents=True, exist_ok=True)
     (directory / 'state' / 'control').mkdir(parents=True, exist_ok=True)
     return paths

@@ -1,7 +1,8 @@
 """Is each service of a local cloud alive and doing its job?
 
 A service is healthy when its process runs, its API (if it has one)
-answers HTTP, and - for nova services - nova itself reports it ``up`` in
+answers HTTP (an overlay agent: its status query, with the cloud's
+deployment key), and - for nova services - nova itself reports it ``up`` in
 the PoP's compute service list, the same view as
 ``openstack compute service list``.
 """
@@ -13,10 +14,15 @@ import urllib.parse
 from keystoneauth1 import exceptions as ks_exc
 
 from discovery_nova.cloud import catalog
+from discovery_nova.cloud import config_files
+from discovery_nova.cloud.services import OVERLAY_AGENT
 from discovery_nova.cloud.settings import CloudSettings
 from discovery_nova.cloud.supervisor import ProcessRecord
 from discovery_nova.cloud.supervisor import ServiceSpec
 from discovery_nova.cloud.supervisor import is_alive
+from discovery_nova.overlay.client import AgentClient
+from discovery_nova.overlay.client import AgentUnavailable
+from discovery_nova.overlay.client import read_key_file
 
 
 @dataclasses.dataclass
@@ -53,6 +59,33 @@ def http_answers(url: str, timeout: float = 3.0) -> tuple[bool, str]:
     return True, 'HTTP %d' % status
 
 
+def agent_answers(settings: CloudSettings, spec: ServiceSpec,
+                  timeout: float = 3.0) -> tuple[bool, str]:
+    """Ask the overlay agent of ``spec`` for its status, with the cloud's
+    deployment key: it serves when it answers; the detail says how many
+    of the cloud's PoPs its membership (hence its ring) holds."""
+    try:
+        key = read_key_file(str(config_files.p2p_key_file(settings)))
+        status = AgentClient(settings.layout.host, spec.port, key,
+                             timeout=timeout).status()
+    except AgentUnavailable as exc:
+        return False, str(exc)
+    members = status.get('members') or []
+    return True, 'overlay: %d of %d PoPs in the ring, %d records' % (
+        len(members), len(settings.layout.pops), status.get('records', 0))
+
+
+def answers(settings: CloudSettings, spec: ServiceSpec,
+            timeout: float = 3.0) -> tuple[bool | None, str]:
+    """Whether the service's own interface answers: HTTP for an API, a
+    status query for an overlay agent; None when it has neither."""
+    if spec.health_url:
+        return http_answers(spec.health_url, timeout)
+    if spec.kind == OVERLAY_AGENT and spec.port:
+        return agent_answers(settings, spec, timeout)
+    return None, ''
+
+
 def nova_services(settings: CloudSettings, pop_name: str,
                   sess=None) -> dict[tuple[str, str], str]:
     """``(binary, host) -> 'up'|'down'`` from one PoP's compute API."""
@@ -83,8 +116,8 @@ def check(settings: CloudSettings, specs: list[ServiceSpec],
         alive = record is not None and is_alive(record)
         api = None
         detail = '' if alive else 'not running'
-        if spec.health_url:
-            api, answer = http_answers(spec.health_url)
+        if spec.health_url or spec.kind == OVERLAY_AGENT:
+            api, answer = answers(settings, spec)
             if alive:
                 detail = answer
         nova_state = None

@@ -376,7 +376,16 @@ def clouds_yaml_entry(settings: CloudSettings) -> dict:
                  'password': settings.admin_password,
                  'project_name': 'admin', 'user_domain_name': 'Default',
                  'project_domain_name': 'Default'},
-        'regions': [pop.name for pop in settings.layout.pops],
+        # Each region's overlay agent, and the key that opens them all, for
+        # "openstack discovery server locate" (operators only: the key is
+        # the deployment's secret, as the admin password is).
+        'regions': [{'name': pop.name, 'values': {
+            'discovery_overlay_agent': '%s:%d' % (settings.layout.host,
+                                                  pop.overlay_port)}}
+            if pop.overlay_port else pop.name
+            for pop in settings.layout.pops],
+        'discovery_overlay_key_file': str(
+            config_files.p2p_key_file(settings)),
         'identity_api_version': 3,
         'interface': 'public',
     }
@@ -430,7 +439,8 @@ def _wait_healthy(settings, specs, sup, progress, timeout,
     newer than that: after a crash nova still shows the dead services up
     until ``service_down_time`` passes.
     """
-    http_specs = [s for s in specs if s.health_url]
+    http_specs = [s for s in specs
+                  if s.health_url or s.kind == services.OVERLAY_AGENT]
     nova_specs = [s for s in specs
                   if s.nova_binary and s.nova_binary != 'nova-osapi_compute']
 
@@ -451,10 +461,12 @@ def _wait_healthy(settings, specs, sup, progress, timeout,
     def apis_ready() -> bool:
         check_dead()
         for name, spec in list(pending.items()):
-            if health.http_answers(spec.health_url, timeout=2.0)[0]:
+            if health.answers(settings, spec, timeout=2.0)[0]:
                 del pending[name]
                 progress.answered.add(name)
-                progress('%s: API answers on port %d' % (name, spec.port))
+                progress('%s: %s answers on port %d'
+                         % (name, 'agent' if spec.kind ==
+                            services.OVERLAY_AGENT else 'API', spec.port))
         return not pending
 
     wait_until(apis_ready, timeout, 'the APIs to answer')
@@ -503,8 +515,8 @@ def up(settings: CloudSettings, progress: Progress | None = None,
                 settings.state_dir))
     config_files.render_keystone(settings)
     config_files.render_glance(settings)
-    if settings.transport == 'p2p' or settings.conductor == 'discovery':
-        config_files.write_p2p_key(settings)
+    # The overlay agents need it whatever the transport and conductor.
+    config_files.write_p2p_key(settings)
     for pop in settings.layout.pops:
         config_files.render_placement(settings, pop)
         config_files.render_nova(settings, pop)

@@ -17,7 +17,8 @@ SHARED_PORTS = {'keystone': 0, 'glance': 1, 'network': 2}
 #: Each PoP owns a block of this many ports after the shared ones.
 POP_PORT_BLOCK = 10
 #: Offsets inside a PoP's block.
-POP_PORTS = {'nova-api': 0, 'placement': 1, 'p2p': 2, 'federation': 3}
+POP_PORTS = {'nova-api': 0, 'placement': 1, 'p2p': 2, 'federation': 3,
+             'overlay': 4}
 MAX_POPS = 50
 
 
@@ -36,6 +37,9 @@ class PopSpec:
     p2p_port: int
     #: Where this PoP's conductor meets the other PoPs' conductors.
     federation_port: int = 0
+    #: The PoP's overlay agent: TCP for overlay messages and queries, UDP
+    #: of the same number for its RTT probes.
+    overlay_port: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +62,8 @@ class CloudLayout:
             ports['%s/placement' % pop.name] = pop.placement_port
             ports['%s/p2p' % pop.name] = pop.p2p_port
             ports['%s/federation' % pop.name] = pop.federation_port
+            if pop.overlay_port:
+                ports['%s/overlay' % pop.name] = pop.overlay_port
         return ports
 
 
@@ -140,7 +146,8 @@ def make_layout(count: int, base_port: int,
             nova_api_port=start + POP_PORTS['nova-api'],
             placement_port=start + POP_PORTS['placement'],
             p2p_port=start + POP_PORTS['p2p'],
-            federation_port=start + POP_PORTS['federation']))
+            federation_port=start + POP_PORTS['federation'],
+            overlay_port=start + POP_PORTS['overlay']))
     return CloudLayout(
         pops=tuple(pops),
         keystone_port=base_port + SHARED_PORTS['keystone'],

@@ -4,7 +4,9 @@ One place says which command runs which service, with which config: the
 launcher starts these specs, ``status`` checks them and ``down`` stops
 them. The conductor of each PoP is nova-conductor, or our
 ``discovery-conductor`` when the cloud is brought up with
-``--conductor discovery``; both take the same nova.conf.
+``--conductor discovery``; both take the same nova.conf. Each PoP also
+runs its overlay agent (``discovery-agent``), which the conductor keeps
+the ring's records of its servers in.
 """
 
 import importlib.metadata
@@ -17,6 +19,8 @@ from discovery_nova.cloud.layout import PopSpec
 from discovery_nova.cloud.settings import CloudSettings
 from discovery_nova.cloud.supervisor import ServiceSpec
 
+#: Kind of the per-PoP overlay agent (``discovery-agent``).
+OVERLAY_AGENT = 'overlay-agent'
 CONDUCTOR_BINARIES = {'nova': 'nova-conductor',
                       'discovery': 'discovery-conductor'}
 
@@ -81,7 +85,8 @@ def shared_specs(settings: CloudSettings) -> list[ServiceSpec]:
 
 
 def pop_specs(settings: CloudSettings, pop: PopSpec) -> list[ServiceSpec]:
-    """Placement, conductor, scheduler, API and computes of one PoP."""
+    """Placement, overlay agent, conductor, scheduler, API and computes of
+    one PoP."""
     host = settings.layout.host
     directory = settings.pop_dir(pop)
     nova_conf = str(directory / 'nova.conf')
@@ -97,6 +102,18 @@ def pop_specs(settings: CloudSettings, pop: PopSpec) -> list[ServiceSpec]:
                        pop.placement_port),
             env={'OS_PLACEMENT_CONFIG_DIR': str(directory / 'placement')},
             health_url=settings.placement_url(pop) + '/'),
+    ]
+    if pop.overlay_port:
+        # The agent reads the PoP's nova.conf ([discovery] and
+        # [discovery_overlay]) as the conductor does: both agree on where
+        # it listens.
+        specs.append(ServiceSpec(
+            name='%s/overlay-agent' % pop.name, pop=pop.name,
+            kind=OVERLAY_AGENT, port=pop.overlay_port,
+            argv=console_script('discovery-agent') + [
+                '--config-file', nova_conf, '--emulated-rtt-file',
+                str(config_files.overlay_rtt_file(settings, pop))]))
+    specs += [
         ServiceSpec(
             name='%s/nova-conductor' % pop.name, pop=pop.name,
             kind='nova-conductor',

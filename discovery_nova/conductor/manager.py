@@ -2,7 +2,8 @@
 
 nova's ConductorManager (the ``conductor`` topic's local methods) with our
 ComputeTaskManager as its ``compute_task`` endpoint; at start it joins the
-PoP membership, serves the federation topic and starts the record sync.
+PoP membership, serves the federation topic and starts the record sync
+and the pass that keeps its servers' records on the overlay's ring.
 """
 
 from nova.conductor import manager as nova_manager
@@ -13,6 +14,7 @@ from discovery_nova.conductor import compute_task
 from discovery_nova.conductor import endpoint
 from discovery_nova.conductor import federation
 from discovery_nova.conductor import liveness
+from discovery_nova.conductor import placement_index
 from discovery_nova.conductor import shadow_sync
 
 LOG = logging.getLogger(__name__)
@@ -29,6 +31,7 @@ class DiscoveryConductorManager(nova_manager.ConductorManager):
         self.federation = None
         self.liveness = None
         self.sync = None
+        self.index = None
 
     def pre_start_hook(self, service_ref):
         super().pre_start_hook(service_ref)
@@ -58,11 +61,13 @@ class DiscoveryConductorManager(nova_manager.ConductorManager):
         self.compute_task_mgr.liveness = self.liveness
         self.sync = shadow_sync.ShadowSync(self.compute_task_mgr)
         self.sync.start()
+        self.index = placement_index.start(self.compute_task_mgr, self.sync)
         LOG.info("PoP %(pop)s conductor joined the federation",
                  {'pop': pop})
 
     def cleanup_host(self):
-        for part in (self.sync, self.federation, self.liveness):
+        for part in (self.index, self.sync, self.federation,
+                     self.liveness):
             if part is not None:
                 try:
                     part.stop()

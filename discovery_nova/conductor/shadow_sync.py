@@ -79,6 +79,26 @@ def _age(moment) -> float:
             timeutils.normalize_time(moment)).total_seconds()
 
 
+
+#: Fields of a server that belong to its old build and database, not to
+#: the build of it somewhere else.
+NOT_PORTABLE = ('id', 'ec2_ids', 'fault', 'services', 'pci_devices',
+                'migration_context', 'tags')
+
+
+def as_new_build(instance):
+    """A portable copy of ``instance`` reset to a build that has not
+    started: no host or node, BUILDING, no task or power state."""
+    copy = portable(instance, drop=NOT_PORTABLE)
+    copy.host = None
+    copy.node = None
+    copy.launched_on = None
+    copy.launched_at = None
+    copy.vm_state = vm_states.BUILDING
+    copy.task_state = None
+    copy.power_state = power_state.NOSTATE
+    return copy
+
 def image_bdm(image_ref: str, uuid: str):
     """The root disk of an image-booted server, as nova-api makes it.
 
@@ -501,16 +521,7 @@ class ShadowSync:
             return None, False
         full = objects.Instance.get_by_uuid(cctxt, shadow.uuid,
                                             expected_attrs=PORTABLE_ATTRS)
-        instance = portable(full, drop=('id', 'ec2_ids', 'fault', 'services',
-                                        'pci_devices', 'migration_context',
-                                        'tags'))
-        instance.host = None
-        instance.node = None
-        instance.launched_on = None
-        instance.launched_at = None
-        instance.vm_state = vm_states.BUILDING
-        instance.task_state = None
-        instance.power_state = power_state.NOSTATE
+        instance = as_new_build(full)
         instance.metadata = {k: v for k, v in shadow.metadata.items()
                              if k != records.META_POP}
         instance.system_metadata = {

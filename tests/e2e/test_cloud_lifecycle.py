@@ -50,8 +50,12 @@ def test_up_shows_progress_and_every_service_is_healthy(cloud):
     assert status.returncode == 0, status.stdout + status.stderr
     for pop in settings.layout.pops:
         assert settings.nova_url(pop) in status.stdout
-    expected = 3 + POPS * (4 + settings.computes_per_pop)
+    # Per PoP: placement, overlay agent, conductor, scheduler, API.
+    expected = 3 + POPS * (5 + settings.computes_per_pop)
     assert '%d services, %d healthy' % (expected, expected) in status.stdout
+    for pop in settings.layout.pops:
+        assert '%s/overlay-agent: agent answers' % pop.name in \
+            cloud['up_output']
     for pop in settings.layout.pops:
         for host in settings.compute_hosts(pop):
             assert '%s/%s' % (pop.name, host) in status.stdout
@@ -123,7 +127,7 @@ def test_a_killed_pop_is_reported_and_comes_back(cloud):
     table = lines[lines.index(next(x for x in lines
                                    if x.startswith('SERVICE'))) + 1:-1]
     assert len(table) == 3 + len(settings.layout.pops) * (
-        4 + settings.computes_per_pop)
+        5 + settings.computes_per_pop)
     for line in table:
         name = line.split()[0]
         dead = name.startswith(victim + '/')

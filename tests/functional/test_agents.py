@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from discovery_nova.overlay.coordinates import Coordinate
 from discovery_nova.overlay.errors import AuthenticationFailed
 from discovery_nova.overlay.errors import OverlayError
 from discovery_nova.sim.topology import PlanetLabTopology
+from tests.ports import free_tcp_udp_port
 
 pytestmark = [pytest.mark.functional, pytest.mark.timeout(120)]
 
@@ -65,21 +65,6 @@ def _successors(name: str, members, count: int = 4) -> list[str]:
     i = ring.index(name)
     return [ring[(i + j) % len(ring)]
             for j in range(1, min(count, len(ring) - 1) + 1)]
-
-
-def _free_port() -> int:
-    """A port free for both TCP and UDP on 127.0.0.1."""
-    for _ in range(50):
-        with socket.socket() as tcp, \
-                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            tcp.bind(('127.0.0.1', 0))
-            port = tcp.getsockname()[1]
-            try:
-                udp.bind(('127.0.0.1', port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError('no free port found')
 
 
 def _agent_command() -> list[str]:
@@ -127,7 +112,7 @@ def _rtt(topology, a: str, b: str) -> float:
 def agents(tmp_path_factory, topology):
     workdir = str(tmp_path_factory.mktemp('agents'))
     membership = os.path.join(workdir, 'membership')
-    cluster = [Agent(name, _free_port(), workdir) for name in NODES]
+    cluster = [Agent(name, free_tcp_udp_port(), workdir) for name in NODES]
     for agent in cluster:
         with open(agent.conf, 'w') as f:
             f.write(f"""[DEFAULT]

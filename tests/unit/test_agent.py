@@ -7,7 +7,6 @@ supervision, membership wiring and coordinate publication.
 """
 
 import asyncio
-import socket
 
 import pytest
 
@@ -19,27 +18,14 @@ from discovery_nova.overlay.errors import OverlayError
 from discovery_nova.overlay.local_membership import LocalHub
 from discovery_nova.overlay.local_membership import LocalMembership
 from discovery_nova.overlay.spiral import SpiralParams
+from tests.ports import free_tcp_udp_port
 
 KEY = b'unit-test-deployment-key'
 
 
-def _free_port() -> int:
-    for _ in range(50):
-        with socket.socket() as tcp, \
-                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            tcp.bind(('127.0.0.1', 0))
-            port = tcp.getsockname()[1]
-            try:
-                udp.bind(('127.0.0.1', port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError('no free port')
-
-
 def _agent(name: str, hub: LocalHub, **overrides) -> OverlayAgent:
     values = dict(name=name, key=KEY, listen_host='127.0.0.1',
-                  listen_port=_free_port(), probe_interval=0.02,
+                  listen_port=free_tcp_udp_port(), probe_interval=0.02,
                   probe_timeout=0.5, request_timeout=1.0,
                   spiral=SpiralParams(near_set_size=4, spiral_k=2,
                                       hop_timeout=0.5),
