@@ -30,6 +30,7 @@ from discovery_nova.conductor import candidates as candidates_mod
 from discovery_nova.conductor import offers
 from discovery_nova.conductor import records
 from discovery_nova.conductor.portable import portable
+from discovery_nova.locality.hints import HINT_NAMES
 from discovery_nova.locality.hints import HintError
 
 LOG = logging.getLogger(__name__)
@@ -43,6 +44,9 @@ class ForwardingComputeTaskManager(nova_manager.ComputeTaskManager):
         super().__init__()
         self._federation = None
         self.liveness = None
+        #: This PoP's spiral-search neighbours (``neighbours``), set with
+        #: the federation; None ranks every live PoP of the directory.
+        self.neighbours = None
         #: The record sync, told of each server forwarded from here.
         self.shadow_sync = None
         self.pop_name = CONF.discovery.pop_name
@@ -149,12 +153,13 @@ class ForwardingComputeTaskManager(nova_manager.ComputeTaskManager):
             context, CONF.discovery_scheduler.pop_refresh_interval)
         hints = dict(request_spec.scheduler_hints or {}) if \
             request_spec.obj_attr_is_set('scheduler_hints') else {}
+        alive = self.candidate_pops(hints)
         try:
             return candidates_mod.plan(
                 hints, self.pop_name, directory.pops, prefix_table(),
                 CONF.discovery_scheduler.rtt_error_weight,
                 CONF.discovery_scheduler.max_trusted_error,
-                alive=self.liveness.alive())
+                alive=alive)
         except HintError as exc:
             # Refused here rather than by the scheduler: a full PoP's
             # scheduler never reaches its filters (placement has no
@@ -162,6 +167,21 @@ class ForwardingComputeTaskManager(nova_manager.ComputeTaskManager):
             LOG.info("Request for %(uuid)s refused: %(err)s",
                      {'uuid': request_spec.instance_uuid, 'err': exc})
             return exc
+
+    def candidate_pops(self, hints: dict) -> set[str]:
+        """The PoPs a build may go to: live ones and, for a build with no
+        locality hint (it overflows from here), only those among the
+        nearest neighbours the overlay's spiral search found. A hint names
+        its own reference point or PoPs, which the spiral from here does
+        not answer: then every live PoP of the directory is ranked."""
+        alive = set(self.liveness.alive())
+        if self.neighbours is None or any(
+                hints.get(name) for name in HINT_NAMES):
+            return alive
+        near = self.neighbours.names()
+        if not near:
+            return alive
+        return alive & (near | {self.pop_name})
 
     def schedule_and_build_instances(self, context, build_requests,
                                      request_specs, image, admin_password,

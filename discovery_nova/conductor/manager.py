@@ -14,8 +14,10 @@ from discovery_nova.conductor import compute_task
 from discovery_nova.conductor import endpoint
 from discovery_nova.conductor import federation
 from discovery_nova.conductor import liveness
+from discovery_nova.conductor import neighbours
 from discovery_nova.conductor import placement_index
 from discovery_nova.conductor import shadow_sync
+from discovery_nova.overlay.client import AgentUnavailable
 
 LOG = logging.getLogger(__name__)
 CONF = nova.conf.CONF
@@ -62,6 +64,9 @@ class DiscoveryConductorManager(nova_manager.ConductorManager):
         self.sync = shadow_sync.ShadowSync(self.compute_task_mgr)
         self.sync.start()
         self.index = placement_index.start(self.compute_task_mgr, self.sync)
+        self.compute_task_mgr.neighbours = neighbours.SpiralNeighbours(
+            _agent_client_or_none(),
+            ttl=CONF.discovery_scheduler.pop_refresh_interval)
         LOG.info("PoP %(pop)s conductor joined the federation",
                  {'pop': pop})
 
@@ -75,3 +80,12 @@ class DiscoveryConductorManager(nova_manager.ConductorManager):
                     LOG.warning("Stopping %(part)s failed: %(err)s",
                                 {'part': type(part).__name__, 'err': exc})
         super().cleanup_host()
+
+
+def _agent_client_or_none():
+    """This PoP's overlay agent client, None without one (or with an
+    unreadable key, which placement_index reports at its own start)."""
+    try:
+        return placement_index.agent_client()
+    except AgentUnavailable:
+        return None

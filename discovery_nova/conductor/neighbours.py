@@ -1,0 +1,68 @@
+"""The PoPs nearest to this one, as the overlay's spiral search found them.
+
+A build that overflows this PoP, with no locality hint of its own, goes to
+this PoP's nearest neighbours. The PoP's overlay agent keeps them: its
+spiral searches (and the learning rule that improves them from the views
+it sees) maintain the set of peers nearest to it, which the agent reports
+in its status. The conductor reads that set from its own agent, at most
+once per ``ttl`` seconds (the set changes as coordinates settle, not from
+one build to the next), and ranks the PoPs in it with the same locality
+scoring as the scheduler.
+
+Without an agent, or before its first search has found anyone, there is no
+spiral view: the caller then ranks every live PoP of the directory, which
+is what the spiral approximates, and the log says so once.
+"""
+
+import threading
+import time
+
+from oslo_log import log as logging
+
+from discovery_nova.overlay.client import AgentClient
+from discovery_nova.overlay.client import AgentUnavailable
+
+LOG = logging.getLogger(__name__)
+
+
+class SpiralNeighbours:
+    """A cached read of the agent's spiral-search neighbours."""
+
+    def __init__(self, client: AgentClient | None, ttl: float,
+                 clock=time.monotonic):
+        self._client = client
+        self._ttl = ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._names: frozenset[str] | None = None
+        self._read_at: float | None = None
+        self._warned = False
+
+    def names(self) -> frozenset[str] | None:
+        """Names of the nearest peers the spiral found, or None when there
+        is no usable answer (no agent, agent down, empty view)."""
+        if self._client is None:
+            return None
+        with self._lock:
+            now = self._clock()
+            if self._read_at is not None and now - self._read_at < self._ttl:
+                return self._names
+            self._read_at = now
+            try:
+                near = self._client.status().get('near') or []
+                names = frozenset(
+                    entry[0] for entry in near
+                    if isinstance(entry, list) and entry and
+                    isinstance(entry[0], str))
+            except (AgentUnavailable, AttributeError) as exc:
+                names = frozenset()
+                if not self._warned:
+                    LOG.warning("No spiral neighbours from the overlay "
+                                "agent (%(err)s); overflow ranks every live "
+                                "PoP of the directory instead",
+                                {'err': exc})
+                    self._warned = True
+            self._names = names or None
+            if names:
+                self._warned = False
+            return self._names
