@@ -108,11 +108,13 @@ def test_server_locate(cloud):
                                      'ACTIVE')
         assert found['path'] == [{'region': home,
                                   'answer': 'found: ACTIVE on %s' % host}]
-        # From the other regions: here first, then nearest first.
+        # By name from the other regions: a region search, here first, then
+        # nearest first (names are not keys of the overlay's records).
         for start in (regions[0], regions[2]):
             found = _json(cloud, start, 'discovery', 'server', 'locate',
-                          server['id'])
+                          'e2e-locate')
             assert (found['region'], found['host']) == (home, host)
+            assert found['method'].startswith('region search (')
             order = [start] + [
                 row['Name'] for row in _json(cloud, start, 'discovery',
                                              'neighbors')]
@@ -120,6 +122,18 @@ def test_server_locate(cloud):
             assert asked == order[:order.index(home) + 1]
             assert all(hop['answer'] == 'not found'
                        for hop in found['path'][:-1])
+        # By id: one routed lookup on the overlay, then the region it names
+        # (the record is written by the conductor's next pass).
+        for start in (regions[0], regions[2]):
+            def by_overlay(start=start):
+                found = _json(cloud, start, 'discovery', 'server', 'locate',
+                              server['id'])
+                return found if found['method'] == 'overlay' else None
+            found = harness.wait_for(by_overlay, 60,
+                                     'the overlay record of %s' % server['id'])
+            assert (found['region'], found['host']) == (home, host)
+            assert found['path'][0]['region'] == 'overlay'
+            assert found['path'][-1]['region'] == home
         table = _run(cloud, regions[0], 'discovery', 'server', 'locate',
                      'e2e-locate')
         assert table.returncode == 0, table.stderr
