@@ -30,11 +30,21 @@ from discovery_nova.conductor import candidates as candidates_mod
 from discovery_nova.conductor import offers
 from discovery_nova.conductor import records
 from discovery_nova.conductor.portable import portable
-from discovery_nova.locality.hints import HINT_NAMES
+from discovery_nova.locality import hints as hints_mod
 from discovery_nova.locality.hints import HintError
 
 LOG = logging.getLogger(__name__)
 CONF = nova.conf.CONF
+
+
+def note_networks(instance, requested_networks) -> None:
+    """Keep in ``instance`` the networks its build asks for: nova keeps
+    them nowhere, and building it again at another PoP (after a failed
+    build, or when its PoP died) needs them (``records.networks_of``)."""
+    instance.system_metadata = dict(
+        instance.system_metadata or {},
+        **{records.SYSMETA_NETWORKS: records.networks_record(
+            requested_networks)})
 
 
 class ForwardingComputeTaskManager(nova_manager.ComputeTaskManager):
@@ -146,20 +156,14 @@ class ForwardingComputeTaskManager(nova_manager.ComputeTaskManager):
         if self.federation is None or self.liveness is None:
             return None
         from discovery_nova.scheduler import aggregates
-        from discovery_nova.scheduler.request import prefix_table
 
         context = request_spec._context
         directory = aggregates.DIRECTORY.get(
             context, CONF.discovery_scheduler.pop_refresh_interval)
         hints = dict(request_spec.scheduler_hints or {}) if \
             request_spec.obj_attr_is_set('scheduler_hints') else {}
-        alive = self.candidate_pops(hints)
         try:
-            return candidates_mod.plan(
-                hints, self.pop_name, directory.pops, prefix_table(),
-                CONF.discovery_scheduler.rtt_error_weight,
-                CONF.discovery_scheduler.max_trusted_error,
-                alive=alive)
+            return self.rank(hints, directory.pops)
         except HintError as exc:
             # Refused here rather than by the scheduler: a full PoP's
             # scheduler never reaches its filters (placement has no
@@ -168,20 +172,62 @@ class ForwardingComputeTaskManager(nova_manager.ComputeTaskManager):
                      {'uuid': request_spec.instance_uuid, 'err': exc})
             return exc
 
-    def candidate_pops(self, hints: dict) -> set[str]:
-        """The PoPs a build may go to: live ones and, for a build with no
-        locality hint (it overflows from here), only those among the
-        nearest neighbours the overlay's spiral search found. A hint names
-        its own reference point or PoPs, which the spiral from here does
-        not answer: then every live PoP of the directory is ranked."""
+    def rank(self, hints: dict, pops) -> candidates_mod.Plan:
+        """The live PoPs a build may go to, ranked for its hints: those
+        the overlay's spiral search finds nearest to the build's reference
+        point (``spiral_pops``) or, when none of them but this PoP is
+        eligible for the hints, every live PoP of the directory. Raises
+        HintError for a malformed hint."""
+        from discovery_nova.scheduler.request import prefix_table
+
+        def ranked(alive):
+            return candidates_mod.plan(
+                hints, self.pop_name, pops, prefix_table(),
+                CONF.discovery_scheduler.rtt_error_weight,
+                CONF.discovery_scheduler.max_trusted_error, alive=alive)
+
         alive = set(self.liveness.alive())
-        if self.neighbours is None or any(
-                hints.get(name) for name in HINT_NAMES):
-            return alive
-        near = self.neighbours.names()
-        if not near:
-            return alive
-        return alive & (near | {self.pop_name})
+        near = self.spiral_pops(hints, pops)
+        if near:
+            plan = ranked(alive & (near | {self.pop_name}))
+            if any(not c.local for c in plan.candidates):
+                return plan
+        return ranked(alive)
+
+    def spiral_pops(self, hints: dict, pops) -> frozenset[str] | None:
+        """The PoPs the overlay's spiral search finds nearest to a build's
+        reference point: this PoP's own neighbours for a build without a
+        reference hint (it overflows from here); for ``near`` (a PoP) or
+        ``near_ip`` (mapped to a PoP), a search from here for the PoPs
+        nearest to that PoP's coordinate, which includes it.
+
+        None (rank every live PoP) without an agent or an answer from it,
+        and for a build that names its PoPs (``pop=``): the user chose
+        them, not the spiral.
+        """
+        from discovery_nova.scheduler.request import prefix_table
+
+        if self.neighbours is None:
+            return None
+        # As nova stores them: each hint a list of strings.
+        parsed = hints_mod.parse_hints(hints)
+        if parsed.pops is not None:
+            return None
+        reference = None
+        if parsed.near is not None:
+            reference = parsed.near
+            if reference not in pops:
+                return None  # a host; or unknown, which the plan refuses
+        elif parsed.near_ip is not None:
+            reference = prefix_table().lookup(parsed.near_ip)
+        if reference is None or reference == self.pop_name:
+            return self.neighbours.names()
+        coordinate = pops[reference].coordinate if reference in pops \
+            else None
+        if coordinate is None:
+            return None
+        found = self.neighbours.near_point(reference, coordinate.to_wire())
+        return None if found is None else found | {reference}
 
     def schedule_and_build_instances(self, context, build_requests,
                                      request_specs, image, admin_password,
@@ -189,6 +235,8 @@ class ForwardingComputeTaskManager(nova_manager.ComputeTaskManager):
                                      block_device_mapping, tags=None):
         build_args = (image, admin_password, injected_files,
                       requested_networks, block_device_mapping)
+        for build_request in build_requests:
+            note_networks(build_request.instance, requested_networks)
         plan = self._plan(request_specs[0])
         if isinstance(plan, HintError):
             self._bury_in_cell0(context, request_specs[0],
@@ -428,6 +476,7 @@ class ForwardingComputeTaskManager(nova_manager.ComputeTaskManager):
         instance.metadata = dict(instance.metadata or {},
                                  discovery_origin=origin,
                                  discovery_pop=self.pop_name)
+        note_networks(instance, requested_networks)
         instance.availability_zone = None
         created = []
 

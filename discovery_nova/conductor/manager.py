@@ -3,9 +3,12 @@
 nova's ConductorManager (the ``conductor`` topic's local methods) with our
 ComputeTaskManager as its ``compute_task`` endpoint; at start it joins the
 PoP membership, serves the federation topic and starts the record sync
-and the pass that keeps its servers' records on the overlay's ring.
+and the pass that keeps its servers' records on the overlay's ring (woken
+as soon as a compute saves a server ACTIVE through this conductor).
 """
 
+from nova import objects
+from nova.compute import vm_states
 from nova.conductor import manager as nova_manager
 import nova.conf
 from oslo_log import log as logging
@@ -69,6 +72,20 @@ class DiscoveryConductorManager(nova_manager.ConductorManager):
             ttl=CONF.discovery_scheduler.pop_refresh_interval)
         LOG.info("PoP %(pop)s conductor joined the federation",
                  {'pop': pop})
+
+    def object_action(self, context, objinst, objmethod, args, kwargs):
+        """nova's; a server of this PoP a compute has just saved ACTIVE
+        (its build is done) has its ring records published at once."""
+        built = (objmethod == 'save' and
+                 isinstance(objinst, objects.Instance) and
+                 'vm_state' in objinst.obj_what_changed() and
+                 objinst.obj_attr_is_set('vm_state') and
+                 objinst.vm_state == vm_states.ACTIVE)
+        answer = super().object_action(context, objinst, objmethod, args,
+                                       kwargs)
+        if built and self.index is not None:
+            self.index.wake()
+        return answer
 
     def cleanup_host(self):
         for part in (self.index, self.sync, self.federation,

@@ -1,8 +1,13 @@
-"""The PoPs nearest to this one, as the overlay's spiral search found them.
+"""The PoPs nearest to this one, or to another PoP, as the overlay's
+spiral search found them.
 
 A build that overflows this PoP, with no locality hint of its own, goes to
-this PoP's nearest neighbours. The PoP's overlay agent keeps them: its
-spiral searches (and the learning rule that improves them from the views
+this PoP's nearest neighbours; one whose hint names another PoP as its
+reference (``near``, ``near_ip``) to the PoPs nearest to that one, which a
+spiral search from here towards its coordinate finds (``near_point``).
+
+The PoP's overlay agent keeps its own nearest neighbours: its spiral
+searches (and the learning rule that improves them from the views
 it sees) maintain the set of peers nearest to it, which the agent reports
 in its status. The conductor reads that set from its own agent, at most
 once per ``ttl`` seconds (the set changes as coordinates settle, not from
@@ -37,6 +42,8 @@ class SpiralNeighbours:
         self._names: frozenset[str] | None = None
         self._read_at: float | None = None
         self._warned = False
+        #: reference PoP -> (when searched, names found or None).
+        self._around: dict[str, tuple[float, frozenset[str] | None]] = {}
 
     def names(self) -> frozenset[str] | None:
         """Names of the nearest peers the spiral found, or None when there
@@ -66,3 +73,32 @@ class SpiralNeighbours:
             if names:
                 self._warned = False
             return self._names
+
+    def near_point(self, name: str, point: list) -> frozenset[str] | None:
+        """Names of the peers nearest to ``point`` (the coordinate of PoP
+        ``name``, wire form) that a spiral search from this PoP's agent
+        finds; None when there is no answer. Kept per PoP for ``ttl``
+        seconds, like ``names``; a search costs O(k) messages, not one
+        per build."""
+        if self._client is None:
+            return None
+        with self._lock:
+            now = self._clock()
+            found = self._around.get(name)
+            if found is not None and now - found[0] < self._ttl:
+                return found[1]
+        try:
+            peers = self._client.nearest(point=point).get('peers') or []
+            names = frozenset(
+                entry[0] for entry in peers
+                if isinstance(entry, list) and entry and
+                isinstance(entry[0], str)) or None
+        except (AgentUnavailable, AttributeError) as exc:
+            LOG.warning("No spiral search towards PoP %(pop)s from the "
+                        "overlay agent (%(err)s); ranking every live PoP "
+                        "of the directory instead", {'pop': name,
+                                                     'err': exc})
+            names = None
+        with self._lock:
+            self._around[name] = (now, names)
+        return names

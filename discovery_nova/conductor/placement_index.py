@@ -1,7 +1,8 @@
 """Publish where this PoP's servers run into the overlay's ring records.
 
-One pass every ``[discovery_conductor] sync_interval`` seconds, beside the
-shadow sync, through this PoP's overlay agent (``[discovery_overlay]``
+One pass every ``[discovery_conductor] sync_interval`` seconds (and one
+as soon as a server of this PoP goes ACTIVE: ``wake``), beside the shadow
+sync, through this PoP's overlay agent (``[discovery_overlay]``
 listen address and deployment key, as the agent reads them):
 
 - every server this PoP keeps the record of gets ``server:<uuid>`` (see
@@ -23,8 +24,8 @@ is handed to the shadow sync's reconcile, as a server forwarded here by
 that PoP would be, which deletes it once that PoP confirms it runs there.
 """
 
-import json
 import threading
+import time
 
 from nova import context as nova_context
 from nova import objects
@@ -47,6 +48,9 @@ CONF = nova.conf.CONF
 
 #: Every this many passes, every record is checked and published again.
 REFRESH_PASSES = 30
+#: Seconds a pass asked for by ``wake`` waits, so that the servers of a
+#: burst of builds going ACTIVE together are published in one pass.
+WAKE_DELAY = 0.5
 SYSMETA_REBUILT_FROM = ring_records.SYSMETA_REBUILT_FROM
 NATIVE = 'native'
 FORWARDED = 'forwarded'
@@ -105,22 +109,7 @@ def rebuild_spec(cctxt, instance) -> dict:
         'instance': copy.obj_to_primitive(),
         'spec': portable(spec).obj_to_primitive(),
         'image': image, 'image_ref': full.image_ref,
-        'networks': _networks_of(full)}, convert_instances=True)
-
-
-def _networks_of(instance) -> str:
-    """The networks of a server, in the form ``records`` keeps them:
-    its networks (new ports are made there), or ``none``."""
-    nets = []
-    for vif in (instance.info_cache.network_info
-                if instance.info_cache else None) or []:
-        net = (vif.get('network') or {}).get('id')
-        if net and [net, None] not in nets:
-            nets.append([net, None])
-    if not nets:
-        return 'none'
-    text = json.dumps(nets)
-    return text if len(text) <= 255 else 'auto'
+        'networks': records.networks_of(full)}, convert_instances=True)
 
 
 class PlacementIndex:
@@ -148,7 +137,14 @@ class PlacementIndex:
         self._index_pages = 0
         self._passes = 0
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def wake(self) -> None:
+        """Publish soon, not at the next ``sync_interval`` pass: a server
+        just went ACTIVE here, and until its rebuild spec is on the ring
+        it cannot be rebuilt should this PoP die."""
+        self._wake.set()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, daemon=True,
@@ -157,14 +153,31 @@ class PlacementIndex:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
 
+    def _next_pass(self, due: float) -> bool:
+        """Wait for the pass due at ``due`` (monotonic) or for ``wake``;
+        whether the whole pass (takeover included) is due."""
+        woken = self._wake.wait(max(0.0, due - time.monotonic()))
+        if woken and not self._stop.is_set():
+            self._stop.wait(WAKE_DELAY)
+        self._wake.clear()
+        return time.monotonic() >= due
+
     def _run(self) -> None:
         agent_down = False
-        while not self._stop.wait(CONF.discovery_conductor.sync_interval):
+        due = time.monotonic() + CONF.discovery_conductor.sync_interval
+        while not self._stop.is_set():
+            full = self._next_pass(due)
+            if self._stop.is_set():
+                return
+            if full:
+                due = time.monotonic() + \
+                    CONF.discovery_conductor.sync_interval
             try:
-                self.run_once()
+                self.run_once(takeover=full)
             except AgentUnavailable as exc:
                 # Said once per outage, not at every pass.
                 (LOG.debug if agent_down else LOG.warning)(
@@ -179,13 +192,15 @@ class PlacementIndex:
 
     # -- one pass ------------------------------------------------------------
 
-    def run_once(self) -> None:
+    def run_once(self, takeover: bool = True) -> None:
+        """Publish this PoP's records; then, unless told not to (a pass
+        asked for by ``wake``), take over what dead PoPs left."""
         context = nova_context.get_admin_context()
         alive = self.manager.liveness.alive()
         cell = records.local_cell(context)
         with nova_context.target_cell(context, cell) as cctxt:
             self.publish(cctxt, shadow_sync._instances(cctxt), alive)
-        if self.takeover is not None:
+        if takeover and self.takeover is not None:
             self.takeover.run_once(context, alive)
 
     def publish(self, cctxt, instances, alive: set[str]) -> None:

@@ -70,6 +70,18 @@ def local_cell(context):
     raise exception.CellMappingNotFound(uuid='(any non-cell0 cell)')
 
 
+def cell_context(context, cell):
+    """A copy of ``context`` targeted at ``cell``, for as long as the
+    caller keeps it: what nova's ``target_cell`` yields, without its
+    with-block. A record pass keeps its cell context across calls to
+    this PoP's scheduler, which targets cells itself; nova's in-process
+    test harness serializes ``target_cell`` blocks with a lock, and such
+    a call made inside one would wait for it forever."""
+    cctxt = copy.copy(context)
+    nova_context.set_target_cell(cctxt, cell)
+    return cctxt
+
+
 def find_row(cctxt, uuid: str):
     """The instance ``uuid`` of the targeted cell, deleted or not; None
     when the cell never had it."""
@@ -80,11 +92,16 @@ def find_row(cctxt, uuid: str):
         return None
 
 
-def record_trail(cctxt, uuid: str, attempts: list[Attempt]) -> None:
-    """One instance action per PoP tried, each with its event."""
-    for attempt in attempts:
+def record_trail(cctxt, uuid: str, attempts: list[Attempt],
+                 last_request_id: str | None = None) -> None:
+    """One instance action per PoP tried, each with its event; the last
+    one under ``last_request_id`` if given (the request a build at this
+    PoP then runs under, whose compute events join that action)."""
+    for number, attempt in enumerate(attempts, 1):
         actx = copy.copy(cctxt)
-        actx.request_id = oslo_context.generate_request_id()
+        actx.request_id = (last_request_id if last_request_id and
+                           number == len(attempts) else
+                           oslo_context.generate_request_id())
         objects.InstanceAction.action_start(
             actx, uuid, attempt.action_name(), want_result=False)
         objects.InstanceActionEvent.event_start(
@@ -132,6 +149,23 @@ def networks_record(requested_networks) -> str:
         return 'auto'
     text = json.dumps([[r.network_id, r.port_id]
                        for r in requested_networks.objects])
+    return text if len(text) <= 255 else 'auto'
+
+
+def networks_of(instance) -> str:
+    """The networks of a server in the form ``networks_record`` keeps
+    them, for building it again elsewhere: the networks of its ports (new
+    ports are made there); without ports, the networks its build asked
+    for (``SYSMETA_NETWORKS``, written when it was built); else none."""
+    nets = []
+    for vif in (instance.info_cache.network_info
+                if instance.info_cache else None) or []:
+        net = (vif.get('network') or {}).get('id')
+        if net and [net, None] not in nets:
+            nets.append([net, None])
+    if not nets:
+        return instance.system_metadata.get(SYSMETA_NETWORKS) or 'none'
+    text = json.dumps(nets)
     return text if len(text) <= 255 else 'auto'
 
 

@@ -5,10 +5,12 @@ One pass every ``[discovery_conductor] sync_interval`` seconds:
   time) from the PoP it runs at into its record here;
 - carries a deletion made here to that PoP, and one made there back here;
 - builds again elsewhere the servers of a PoP that left the membership
-  (``rebuild_on_pop_failure``), nearest healthy PoP first;
-- puts in ERROR, with a fault, a build nova left in BUILD for good: its
-  compute failed it and could not give its claim back to reschedule it
-  (placement failing), so no host, no task, and nothing will change;
+  (``rebuild_on_pop_failure``), nearest healthy PoP first, this one
+  included;
+- offers to the other PoPs, nearest first, a build nova left in BUILD
+  for good (its compute failed it and could not give its claim back to
+  reschedule it: no host, no task, and nothing will change), and puts it
+  in ERROR, with a fault naming every PoP tried, when none takes it;
 - reconciles the servers other PoPs forwarded to this one: a server whose
   origin says it now runs elsewhere (this PoP was down while it was
   rebuilt) or no longer exists is deleted here, so a PoP that comes back
@@ -37,6 +39,7 @@ from oslo_log import log as logging
 from oslo_utils import timeutils
 
 from discovery_nova.conductor import candidates as candidates_mod
+from discovery_nova.conductor import home_rebuild
 from discovery_nova.conductor import records
 from discovery_nova.conductor.portable import portable
 from discovery_nova.locality.hints import HintError
@@ -291,35 +294,35 @@ class ShadowSync:
         cell = records.local_cell(context)
         alive = self.manager.liveness.alive()
         self._seen_alive |= alive
-        with nova_context.target_cell(context, cell) as cctxt:
-            everything = _instances(cctxt)
-            shadows = [i for i in everything
-                       if records.SYSMETA_FORWARDED in i.system_metadata]
-            # Watched, but no longer a building record of a server
-            # forwarded from here (deleted meanwhile): no more polling.
-            building = {i.uuid for i in shadows
-                        if i.vm_state == vm_states.BUILDING}
-            self._unwatch(set(self.watched()) - building, before=started)
-            guests = [i for i in everything
-                      if i.metadata.get(records.META_ORIGIN) not in
-                      (None, self.manager.pop_name)
-                      and records.SYSMETA_FORWARDED not in
-                      i.system_metadata]
-            self._carry_deletes(cctxt, {i.uuid for i in shadows})
-            by_pop: dict[str, list] = {}
-            for shadow in shadows:
-                by_pop.setdefault(shadow.system_metadata[
-                    records.SYSMETA_FORWARDED], []).append(shadow)
-            for pop, group in by_pop.items():
-                if pop in alive:
-                    self._mirror(cctxt, pop, group)
-                elif self._known_dead(pop):
-                    self._pop_failed(cctxt, pop, group)
-                else:
-                    for shadow in group:
-                        self._known[shadow.uuid] = pop
-            self._fail_stuck_builds(cctxt, everything)
-            self._reconcile_guests(cctxt, guests, alive)
+        cctxt = records.cell_context(context, cell)
+        everything = _instances(cctxt)
+        shadows = [i for i in everything
+                   if records.SYSMETA_FORWARDED in i.system_metadata]
+        # Watched, but no longer a building record of a server
+        # forwarded from here (deleted meanwhile): no more polling.
+        building = {i.uuid for i in shadows
+                    if i.vm_state == vm_states.BUILDING}
+        self._unwatch(set(self.watched()) - building, before=started)
+        guests = [i for i in everything
+                  if i.metadata.get(records.META_ORIGIN) not in
+                  (None, self.manager.pop_name)
+                  and records.SYSMETA_FORWARDED not in
+                  i.system_metadata]
+        self._carry_deletes(cctxt, {i.uuid for i in shadows})
+        by_pop: dict[str, list] = {}
+        for shadow in shadows:
+            by_pop.setdefault(shadow.system_metadata[
+                records.SYSMETA_FORWARDED], []).append(shadow)
+        for pop, group in by_pop.items():
+            if pop in alive:
+                self._mirror(cctxt, pop, group)
+            elif self._known_dead(pop):
+                self._pop_failed(cctxt, pop, group)
+            else:
+                for shadow in group:
+                    self._known[shadow.uuid] = pop
+        self._fail_stuck_builds(cctxt, everything)
+        self._reconcile_guests(cctxt, guests, alive)
 
     def _carry_deletes(self, cctxt, present: set[str]) -> None:
         for uuid, pop in self._known.items():
@@ -401,13 +404,17 @@ class ShadowSync:
     # -- builds nova abandoned ----------------------------------------------
 
     def _fail_stuck_builds(self, cctxt, instances: list) -> None:
-        """ERROR, with a fault, for the builds nova abandoned in BUILD.
+        """Another PoP, or ERROR with a fault, for the builds nova
+        abandoned in BUILD.
 
         When a compute fails a build and then cannot give its claim back
         to placement, nova neither reschedules nor fails the instance: it
         stays building, without host nor task, for good. Such a build whose
-        last attempt ended in error a while ago is failed here, where the
-        user sees it (and its origin, through the mirror, if forwarded).
+        last attempt ended in error a while ago is offered to the other
+        PoPs if it was asked here (``_offer_abandoned``); one forwarded
+        here by another PoP, or one no PoP takes, is failed here, where
+        the user sees it (and its origin, through the mirror, if
+        forwarded).
         """
         for instance in instances:
             if instance.vm_state != vm_states.BUILDING or instance.host \
@@ -422,20 +429,83 @@ class ShadowSync:
                 continue
             reason = ('its build at %s failed and nova could not reschedule '
                       'it (see that compute\'s log)' % host)
+            fault = exception.BuildAbortException(
+                instance_uuid=instance.uuid, reason=reason)
+            self._release(cctxt, instance.uuid)
+            if instance.metadata.get(records.META_ORIGIN) in (
+                    None, self.manager.pop_name):
+                taker, fault = self._offer_abandoned(cctxt, instance, host,
+                                                     fault)
+                if fault is None:
+                    continue  # built elsewhere now, or offered later
             LOG.warning("Build of %(uuid)s abandoned by nova: %(why)s; "
                         "setting it to ERROR",
-                        {'uuid': instance.uuid, 'why': reason})
+                        {'uuid': instance.uuid, 'why': fault})
             instance.vm_state = vm_states.ERROR
             instance.save()
-            compute_utils.add_instance_fault_from_exc(
-                cctxt, instance, exception.BuildAbortException(
-                    instance_uuid=instance.uuid, reason=reason))
-            try:
-                self.manager.report_client.delete_allocation_for_instance(
-                    cctxt, instance.uuid, force=True)
-            except Exception as exc:
-                LOG.warning("Could not release the allocations of %(uuid)s: "
-                            "%(err)s", {'uuid': instance.uuid, 'err': exc})
+            compute_utils.add_instance_fault_from_exc(cctxt, instance, fault)
+
+    def _release(self, cctxt, uuid: str) -> None:
+        try:
+            self.manager.report_client.delete_allocation_for_instance(
+                cctxt, uuid, force=True)
+        except Exception as exc:
+            LOG.warning("Could not release the allocations of %(uuid)s: "
+                        "%(err)s", {'uuid': uuid, 'err': exc})
+
+    def _offer_abandoned(self, cctxt, instance, host: str, fault):
+        """Offer a build nova abandoned here (its compute ``host`` failed
+        it) to the other PoPs, nearest first from its hints' reference.
+
+        Returns the PoP that took it and None (its record here is turned
+        into that of a server forwarded there); or None and the fault to
+        fail it with: ``fault`` when it cannot be offered, else one that
+        names every PoP tried and its answer; or None and None when a PoP
+        answered busy: it is offered again at a later pass (building here
+        meanwhile).
+        """
+        if self.manager.federation is None or self.manager.liveness is None:
+            return None, fault
+        try:
+            spec, plan = self._plan_offers(cctxt, instance.uuid)
+        except HintError as exc:
+            return None, exception.BuildAbortException(
+                instance_uuid=instance.uuid, reason=str(exc))
+        local = [c for c in plan.candidates if c.local] or [
+            candidates_mod.Candidate(self.manager.pop_name, 0.0, 0.0,
+                                     True)]
+        failure = 'build at %s failed, not rescheduled by nova' % host
+        attempts = [records.Attempt(local[0], False, failure)]
+        asked = records.networks_of(instance)
+        networks = records.networks_from_record(asked)
+        taker, busy = self._offer_around(
+            cctxt, instance, spec, plan, attempts, networks,
+            lambda candidate, image: None,
+            'Offering the abandoned build of')
+        if taker is None:
+            if busy:
+                LOG.info("Abandoned build of %(uuid)s: %(busy)s busy, "
+                         "offering it again at the next pass",
+                         {'uuid': instance.uuid, 'busy': ', '.join(busy)})
+                return None, None
+            records.record_trail(cctxt, instance.uuid, attempts)
+            return None, exception.NoValidHost(
+                reason=records.summary(plan, attempts))
+        instance.availability_zone = taker  # (host and node are None)
+        instance.task_state = None
+        instance.metadata = dict(instance.metadata, **{
+            records.META_POP: taker,
+            records.META_ORIGIN: self.manager.pop_name})
+        instance.system_metadata = dict(instance.system_metadata, **{
+            records.SYSMETA_FORWARDED: taker,
+            records.SYSMETA_NETWORKS: asked})
+        instance.save()
+        records.record_trail(cctxt, instance.uuid, attempts)
+        self.watch(instance.uuid, taker)
+        LOG.warning("Build of %(uuid)s failed here (%(why)s); %(pop)s "
+                    "builds it instead", {'uuid': instance.uuid,
+                                          'why': failure, 'pop': taker})
+        return taker, None
 
     @staticmethod
     def _failed_build_host(cctxt, uuid: str) -> str | None:
@@ -488,62 +558,68 @@ class ShadowSync:
                 self._known[shadow.uuid] = dead
                 continue
             new_pop, again = self._rebuild_elsewhere(cctxt, shadow, dead)
-            self._known[shadow.uuid] = new_pop or dead
+            if new_pop != self.manager.pop_name:
+                # (Built here, it is no longer a record of a remote server.)
+                self._known[shadow.uuid] = new_pop or dead
             if new_pop is None and not again:
                 self._failed_rebuilds[shadow.uuid] = alive
             else:
                 self._failed_rebuilds.pop(shadow.uuid, None)
 
-    def _rebuild_elsewhere(self, cctxt, shadow,
-                           dead: str) -> tuple[str | None, bool]:
-        """Offer ``shadow`` to the nearest healthy PoPs: the taker (or
-        None), and whether to try again at the next pass (a PoP was busy).
-
-        The origin itself is not among them: its cell already holds the
-        record under the server's UUID (see doc: admin/conductor).
-        """
+    def _plan_offers(self, cctxt, uuid: str, dead: str | None = None):
+        """The stored request spec of ``uuid`` and its ranked PoPs: every
+        live PoP but ``dead`` when its PoP died (the neighbourhood that
+        chose it is gone), else as a new build of it would rank them
+        (``rank``). Raises HintError."""
         from discovery_nova.scheduler import aggregates
         from discovery_nova.scheduler.request import prefix_table
 
         spec = stored_spec_for_rebuild(
-            objects.RequestSpec.get_by_instance_uuid(cctxt, shadow.uuid))
+            objects.RequestSpec.get_by_instance_uuid(cctxt, uuid))
         directory = aggregates.DIRECTORY.get(cctxt, 0)
-        try:
-            plan = candidates_mod.plan(
-                dict(spec.scheduler_hints or {}), self.manager.pop_name,
-                directory.pops, prefix_table(),
-                CONF.discovery_scheduler.rtt_error_weight,
-                CONF.discovery_scheduler.max_trusted_error,
-                alive=self.manager.liveness.alive() - {dead})
-        except HintError as exc:
-            LOG.warning("Cannot rebuild %(uuid)s: %(err)s",
-                        {'uuid': shadow.uuid, 'err': exc})
-            return None, False
-        full = objects.Instance.get_by_uuid(cctxt, shadow.uuid,
+        hints = dict(spec.scheduler_hints or {})
+        if dead is None:
+            return spec, self.manager.rank(hints, directory.pops)
+        plan = candidates_mod.plan(
+            hints, self.manager.pop_name, directory.pops, prefix_table(),
+            CONF.discovery_scheduler.rtt_error_weight,
+            CONF.discovery_scheduler.max_trusted_error,
+            alive=self.manager.liveness.alive() - {dead})
+        return spec, plan
+
+    def _offer_around(self, cctxt, row, spec, plan, attempts: list,
+                      networks, here, label: str):
+        """Offer ``row`` (a server of this cell) as a new build to the PoPs
+        of ``plan`` in turn; ``here(candidate)`` answers for this PoP
+        (None: skip it). Returns the PoP that took it or None, and the
+        PoPs that were busy; ``attempts`` grows by each answer."""
+        full = objects.Instance.get_by_uuid(cctxt, row.uuid,
                                             expected_attrs=PORTABLE_ATTRS)
         instance = as_new_build(full)
-        instance.metadata = {k: v for k, v in shadow.metadata.items()
+        instance.metadata = {k: v for k, v in row.metadata.items()
                              if k != records.META_POP}
         instance.system_metadata = {
-            k: v for k, v in shadow.system_metadata.items()
+            k: v for k, v in row.system_metadata.items()
             if k not in (records.SYSMETA_FORWARDED,
                          records.SYSMETA_NETWORKS)}
-        networks = records.networks_from_record(
-            shadow.system_metadata.get(records.SYSMETA_NETWORKS))
         image = objects.base.obj_to_primitive(spec.image) \
             if spec.obj_attr_is_set('image') and spec.image else {}
         bdms = objects.BlockDeviceMappingList(
-            objects=[image_bdm(shadow.image_ref, shadow.uuid)])
-        attempts = [records.Attempt(
-            candidates_mod.Candidate(dead, float('inf'), float('inf'),
-                                     False), False,
-            'PoP %s left the membership; rebuilding elsewhere' % dead)]
-        LOG.info("Rebuilding %(uuid)s of %(dead)s: candidates %(pops)s",
-                 {'uuid': shadow.uuid, 'dead': dead,
+            objects=[image_bdm(row.image_ref, row.uuid)])
+        LOG.info("%(what)s %(uuid)s: candidates %(pops)s",
+                 {'what': label, 'uuid': row.uuid,
                   'pops': ', '.join(c.describe() for c in plan.candidates)})
         busy = []
         for candidate in plan.candidates:
             if candidate.local:
+                answer = here(candidate, image)
+                if answer is None:
+                    continue
+                accepted, reason = answer
+                attempts.append(records.Attempt(candidate, accepted,
+                                                reason))
+                if accepted:
+                    return candidate.pop, busy
                 continue
             answer = self.manager._offer_instance(
                 cctxt, candidate.pop, instance, spec, image, networks, bdms)
@@ -554,19 +630,55 @@ class ShadowSync:
             attempts.append(records.Attempt(candidate, accepted,
                                             answer.get('reason', '')))
             if accepted:
-                shadow.availability_zone = candidate.pop
-                shadow.metadata = dict(shadow.metadata, **{
-                    records.META_POP: candidate.pop})
-                shadow.system_metadata = dict(shadow.system_metadata, **{
-                    records.SYSMETA_FORWARDED: candidate.pop})
-                shadow.vm_state = vm_states.BUILDING
-                shadow.task_state = None
-                shadow.save()
-                records.record_trail(cctxt, shadow.uuid, attempts)
-                LOG.warning("PoP %(dead)s left: %(uuid)s rebuilt at "
-                            "%(pop)s", {'dead': dead, 'uuid': shadow.uuid,
-                                        'pop': candidate.pop})
-                return candidate.pop, False
+                return candidate.pop, busy
+        return None, busy
+
+    def _rebuild_elsewhere(self, cctxt, shadow,
+                           dead: str) -> tuple[str | None, bool]:
+        """Offer ``shadow`` to the nearest healthy PoPs: the taker (or
+        None), and whether to try again at the next pass (a PoP was busy).
+
+        This PoP (its origin) is one of them, in its rank: there the
+        record itself becomes a local build (``home_rebuild``), since
+        its UUID is taken here.
+        """
+        try:
+            spec, plan = self._plan_offers(cctxt, shadow.uuid, dead)
+        except HintError as exc:
+            LOG.warning("Cannot rebuild %(uuid)s: %(err)s",
+                        {'uuid': shadow.uuid, 'err': exc})
+            return None, False
+        networks = records.networks_from_record(
+            shadow.system_metadata.get(records.SYSMETA_NETWORKS))
+        attempts = [records.Attempt(
+            candidates_mod.Candidate(dead, float('inf'), float('inf'),
+                                     False), False,
+            'PoP %s left the membership; rebuilding elsewhere' % dead)]
+
+        def here(candidate, image):
+            return home_rebuild.build_at_origin(
+                self.manager, cctxt, shadow, spec, image, networks, dead,
+                candidate, list(attempts))
+
+        taker, busy = self._offer_around(
+            cctxt, shadow, spec, plan, attempts, networks, here,
+            'Rebuilding, from dead PoP %s,' % dead)
+        if taker == self.manager.pop_name:
+            return taker, False  # (its trail recorded by build_at_origin)
+        if taker is not None:
+            shadow.availability_zone = taker
+            shadow.metadata = dict(shadow.metadata, **{
+                records.META_POP: taker})
+            shadow.system_metadata = dict(shadow.system_metadata, **{
+                records.SYSMETA_FORWARDED: taker})
+            shadow.vm_state = vm_states.BUILDING
+            shadow.task_state = None
+            shadow.save()
+            records.record_trail(cctxt, shadow.uuid, attempts)
+            LOG.warning("PoP %(dead)s left: %(uuid)s rebuilt at "
+                        "%(pop)s", {'dead': dead, 'uuid': shadow.uuid,
+                                    'pop': taker})
+            return taker, False
         if busy:
             LOG.info("Rebuilding %(uuid)s of %(dead)s: %(busy)s busy, "
                      "trying again at the next pass",

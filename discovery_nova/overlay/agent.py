@@ -37,6 +37,7 @@ from typing import Any
 from oslo_log import log as logging
 
 from discovery_nova.overlay import wire
+from discovery_nova.overlay.coordinates import Coordinate
 from discovery_nova.overlay.coordinates import VivaldiNode
 from discovery_nova.overlay.coordinates import VivaldiParams
 from discovery_nova.overlay.endpoint import Endpoint
@@ -727,7 +728,8 @@ class OverlayAgent:
             if kind == 'status':
                 result = self.status()
             elif kind == 'nearest':
-                result = await self.nearest(message.get('k'))
+                result = await self.nearest(message.get('k'),
+                                            message.get('point'))
             elif kind == 'locate':
                 result = await self.locate(message.get('key'))
             elif kind == 'put':
@@ -778,18 +780,29 @@ class OverlayAgent:
                          for name, st in self.supervisor.status().items()},
         }
 
-    async def nearest(self, k: Any) -> dict[str, Any]:
-        """Run a spiral search for our ``k`` nearest peers."""
+    async def nearest(self, k: Any, point: Any = None) -> dict[str, Any]:
+        """Run a spiral search for the ``k`` peers nearest to us or, given
+        ``point`` (a coordinate, wire form), nearest to that point (this
+        agent included, ranked by coordinates)."""
         if k is not None and (not isinstance(k, int) or isinstance(k, bool)
                               or not 1 <= k <= 1024):
             raise InvalidMessage('k must be an integer from 1 to 1024, got '
                                  '%r' % (k,))
+        origin = None
+        if point is not None:
+            dims = len(self.vivaldi.coordinate.vec)
+            try:
+                origin = Coordinate.from_wire(point, dims)
+            except (TypeError, ValueError) as exc:
+                raise InvalidMessage(
+                    'point must be a coordinate [[x1, ..., x%d], height], '
+                    'got %.100r (%s)' % (dims, point, exc)) from None
         future = asyncio.get_running_loop().create_future()
 
         def done(result: SpiralResult) -> None:
             if not future.done():
                 future.set_result(result)
-        self.spiral.search(k, done)
+        self.spiral.search(k, done, origin_coord=origin)
         result = await future
         # The origin probes about 2k candidates and ranks them all; the
         # answer is the k best.

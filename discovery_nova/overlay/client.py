@@ -85,3 +85,10 @@ class AgentClient:
 
     def status(self) -> dict[str, Any]:
         return self._ask('status')
+
+    def nearest(self, k: int | None = None,
+                point: list | None = None) -> dict[str, Any]:
+        """A spiral search from the agent for the ``k`` peers nearest to
+        it, or to ``point`` (a coordinate's wire form): ``peers`` as
+        ``[name, rtt_ms]`` nearest first, and what the search cost."""
+        return self._ask('nearest', k=k, point=point)

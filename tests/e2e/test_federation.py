@@ -142,36 +142,61 @@ def test_no_pop_can_take_it_fault_lists_every_pop(cloud, pops, made):
 
 
 def test_servers_of_a_killed_pop_come_back_elsewhere(cloud, pops, made):
-    entry, near = pops['entry'], pops['near']
+    """Two servers forwarded from the entry PoP run at its neighbour when
+    that dies: ``fed-over`` (no hint) comes back home, the entry PoP
+    having room again, and ``fed-away`` (``avoid_pop`` the entry PoP)
+    goes to the remaining PoP."""
+    entry, near, far = pops['entry'], pops['near'], pops['far']
+    done = _boot(cloud, entry, 'fed-away', '--hint', 'avoid_pop=%s' % entry,
+                 made=made)
+    assert done.returncode == 0, done.stderr
+    assert _show(cloud, entry, 'fed-away')[
+        'OS-EXT-AZ:availability_zone'] == near
+    harness.ok(cloud, entry, 'server', 'delete', '--wait', 'fed-fill-1')
+    made.remove('fed-fill-1')
     killed = harness.cloud_command(cloud['state_dir'], 'stop-pop', near,
                                    '--kill')
     assert killed.returncode == 0, killed.stderr
 
-    def moved():
-        shown = _show(cloud, entry, 'fed-over')
-        az = shown['OS-EXT-AZ:availability_zone']
-        return shown if az != near and shown['status'] == 'ACTIVE' else None
+    def moved(name):
+        def check():
+            shown = _show(cloud, entry, name)
+            az = shown['OS-EXT-AZ:availability_zone']
+            return shown if az != near and shown['status'] == 'ACTIVE' \
+                else None
+        return check
 
-    shown = harness.wait_for(moved, FAILOVER_TIMEOUT,
-                             'fed-over to be rebuilt away from %s' % near)
-    now = shown['OS-EXT-AZ:availability_zone']
-    assert now not in (near, entry)
-    assert shown['properties']['discovery_pop'] == now
-    assert _names_at(cloud, now)['fed-over']['Status'] == 'ACTIVE'
-    assert any('left the membership' in a or a.startswith('forward to %s'
-                                                          % now)
-               for a in _actions(cloud, entry, 'fed-over'))
+    home = harness.wait_for(moved('fed-over'), FAILOVER_TIMEOUT,
+                            'fed-over to be rebuilt away from %s' % near)
+    assert home['OS-EXT-AZ:availability_zone'] == entry
+    assert home['OS-EXT-SRV-ATTR:host'].startswith(entry)
+    assert 'discovery_pop' not in home['properties']
+    actions = _actions(cloud, entry, 'fed-over')
+    # The dead PoP as the first attempt of the rebuild (its event says
+    # it left the membership), then this PoP taking it.
+    assert 'forward to %s (RTT unknown)' % near in actions, actions
+    assert actions.count('schedule at %s (this PoP)' % entry) == 2
+
+    away = harness.wait_for(moved('fed-away'), FAILOVER_TIMEOUT,
+                            'fed-away to be rebuilt away from %s' % near)
+    assert away['OS-EXT-AZ:availability_zone'] == far
+    assert away['properties']['discovery_pop'] == far
+    assert _names_at(cloud, far)['fed-away']['Status'] == 'ACTIVE'
+    assert any(a.startswith('forward to %s' % far)
+               for a in _actions(cloud, entry, 'fed-away'))
 
 
 def test_a_returning_pop_leaves_no_duplicate(cloud, pops, made):
-    entry, near = pops['entry'], pops['near']
+    entry, near, far = pops['entry'], pops['near'], pops['far']
     started = harness.cloud_command(cloud['state_dir'], 'start-pop', near,
                                     timeout=harness.UP_TIMEOUT)
     assert started.returncode == 0, started.stdout + started.stderr
-    harness.wait_for(lambda: 'fed-over' not in _names_at(cloud, near),
+    harness.wait_for(lambda: not {'fed-over', 'fed-away'} &
+                     set(_names_at(cloud, near)),
                      FAILOVER_TIMEOUT,
-                     'the old copy of fed-over at %s to be removed' % near)
-    shown = _show(cloud, entry, 'fed-over')
-    assert shown['OS-EXT-AZ:availability_zone'] not in (near, entry)
-    print('\n' + json.dumps({'fed-over now at':
-                             shown['OS-EXT-AZ:availability_zone']}))
+                     'the old copies of fed-over and fed-away at %s to be '
+                     'removed' % near)
+    where = {name: _show(cloud, entry, name)['OS-EXT-AZ:availability_zone']
+             for name in ('fed-over', 'fed-away')}
+    assert where == {'fed-over': entry, 'fed-away': far}
+    print('\n' + json.dumps({'now at': where}))

@@ -30,7 +30,10 @@ import os
 import sysconfig
 import warnings
 
+from keystoneauth1 import session as ks_session
+from keystoneauth1 import token_endpoint
 from nova.tests.functional import integrated_helpers
+import openstack
 from sqlalchemy import exc as sqla_exc
 
 #: Where pip put nova's paste pipeline of the API.
@@ -56,3 +59,20 @@ class NovaFunctionalTestCase(integrated_helpers._IntegratedTestBase):
             'ignore', message=r'The noload\(\) option is deprecated',
             category=sqla_exc.SADeprecationWarning)
         super()._setup_services()
+
+    def openstacksdk(self) -> openstack.connection.Connection:
+        """openstacksdk on the in-process API, as the overlay agent would
+        use it (e.g. ``AggregateSync`` writing the PoP aggregates).
+
+        The harness intercepts ``requests`` for its API endpoint and
+        authenticates by headers, so a token plugin pointing at that
+        endpoint plus the headers of its admin client is all it takes.
+        """
+        admin = self.admin_api
+        session = ks_session.Session(
+            auth=token_endpoint.Token(admin.base_url, 'admin'),
+            additional_headers={'X-Auth-User': admin.auth_user,
+                                'X-Auth-Project-Id': admin.project_id,
+                                'X-Roles': ','.join(admin.roles)})
+        return openstack.connection.Connection(session=session,
+                                               compute_api_version='2')

@@ -10,9 +10,6 @@ the API. Expected placements come from the measured matrix, so a test
 fails if the coordinates rank PoPs differently from the measurements.
 """
 
-from keystoneauth1 import session as ks_session
-from keystoneauth1 import token_endpoint
-import openstack
 import pytest
 
 import discovery_nova.conf  # noqa: F401 (registers our options on CONF)
@@ -97,7 +94,7 @@ class LocalitySchedulingTest(nova_base.NovaFunctionalTestCase):
         self.descriptors = {
             name: PopDescriptor(name, coord, error, frozenset(POPS[name][1]))
             for name, (coord, error) in zip(names, fitted, strict=True)}
-        sync = AggregateSync(self._openstacksdk().compute)
+        sync = AggregateSync(self.openstacksdk().compute)
         for name, descriptor in self.descriptors.items():
             result = sync.sync(descriptor, [h for h, p in self.hosts.items()
                                             if p == name])
@@ -108,22 +105,6 @@ class LocalitySchedulingTest(nova_base.NovaFunctionalTestCase):
         # SmallFakeDriver hosts have 2 VCPUs: one server fills a host.
         self.flavor_id = self._create_flavor(memory_mb=512, vcpu=2, disk=1,
                                              ephemeral=0)
-
-    def _openstacksdk(self) -> openstack.connection.Connection:
-        """openstacksdk on the in-process API, as the agent would use it.
-
-        The harness intercepts ``requests`` for its API endpoint and
-        authenticates by headers, so a token plugin pointing at that
-        endpoint plus the headers of its admin client is all it takes.
-        """
-        admin = self.admin_api
-        session = ks_session.Session(
-            auth=token_endpoint.Token(admin.base_url, 'admin'),
-            additional_headers={'X-Auth-User': admin.auth_user,
-                                'X-Auth-Project-Id': admin.project_id,
-                                'X-Roles': ','.join(admin.roles)})
-        return openstack.connection.Connection(session=session,
-                                               compute_api_version='2')
 
     # helpers
 
