@@ -20,6 +20,8 @@ import time
 from nova import context as nova_context
 from nova import exception
 from nova import objects
+from nova.compute import utils as compute_utils
+from nova.compute import vm_states
 from nova.conductor import manager as nova_manager
 import nova.conf
 from nova.db.main import api as nova_db
@@ -147,6 +149,53 @@ class ForwardingComputeTaskManager(nova_manager.ComputeTaskManager):
         finally:
             with self._lock:
                 self._precomputed.pop(uuids, None)
+
+    # -- a build every host here failed ----------------------------------
+
+    def _cleanup_when_reschedule_fails(self, context, instance, exc,
+                                       legacy_request_spec,
+                                       requested_networks):
+        """nova's, unless another PoP may take the build.
+
+        When the computes here failed a build and no alternate host is
+        left (``MaxRetriesExceeded``, or no host on a reschedule), nova
+        puts it in ERROR. A build asked at this PoP is instead left as
+        nova leaves a build it abandoned (building, no host nor task, its
+        claim and ports released), marked ``SYSMETA_FAILED`` with why;
+        the record pass then offers it to the other PoPs, nearest first, and
+        fails it with a fault naming every PoP tried when none takes it
+        (``ShadowSync._fail_stuck_builds``).
+        """
+        own = instance.metadata.get(records.META_ORIGIN) in (
+            None, self.pop_name) if instance.obj_attr_is_set(
+                'metadata') else True
+        if (self.federation is None or not own or not isinstance(
+                exc, (exception.MaxRetriesExceeded,
+                      exception.NoValidHost))):
+            return super()._cleanup_when_reschedule_fails(
+                context, instance, exc, legacy_request_spec,
+                requested_networks)
+        LOG.warning("No host of %(pop)s could build %(uuid)s (%(err)s); "
+                    "it will be offered to the other PoPs",
+                    {'pop': self.pop_name, 'uuid': instance.uuid,
+                     'err': exc})
+        self._cleanup_allocated_networks(context, instance,
+                                         requested_networks)
+        try:
+            self.report_client.delete_allocation_for_instance(
+                context, instance.uuid, force=True)
+        except Exception as cleanup:
+            LOG.warning("Could not release the allocations of %(uuid)s: "
+                        "%(err)s", {'uuid': instance.uuid, 'err': cleanup})
+        instance.vm_state = vm_states.BUILDING
+        instance.task_state = None
+        why = exc.format_message() if hasattr(exc, 'format_message') \
+            else str(exc)
+        instance.system_metadata = dict(instance.system_metadata, **{
+            records.SYSMETA_FAILED: ('no host of %s could build it: %s'
+                                     % (self.pop_name, why))[:255]})
+        instance.save()
+        compute_utils.add_instance_fault_from_exc(context, instance, exc)
 
     # -- the build entry point -------------------------------------------
 

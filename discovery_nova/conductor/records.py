@@ -34,6 +34,9 @@ META_POP = 'discovery_pop'
 META_ORIGIN = 'discovery_origin'
 SYSMETA_FORWARDED = 'discovery_forwarded_to'
 SYSMETA_NETWORKS = 'discovery_networks'
+#: Set on a build every host of this PoP failed (why), for the record pass
+#: to offer it to the other PoPs.
+SYSMETA_FAILED = 'discovery_failed_here'
 EVENT_NAME = 'discovery_forward'
 
 

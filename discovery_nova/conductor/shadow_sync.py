@@ -61,7 +61,8 @@ GUEST_MIN_AGE = 60
 #: Fields copied from the running server into the origin's record.
 MIRRORED = ('vm_state', 'task_state', 'power_state')
 #: Seconds after its last build attempt failed that a build still without
-#: host nor task counts as abandoned by nova (see ``_fail_stuck_builds``).
+#: host nor task counts as abandoned by nova (see ``_fail_stuck_builds``);
+#: one marked ``SYSMETA_FAILED`` (every host here failed it) counts at once.
 STUCK_BUILD_AGE = 60
 #: The instance action event of a compute's build attempt.
 BUILD_EVENT = 'compute__do_build_and_run_instance'
@@ -421,21 +422,23 @@ class ShadowSync:
                     or instance.task_state is not None \
                     or records.SYSMETA_FORWARDED in instance.system_metadata:
                 continue
-            if _age(instance.updated_at or instance.created_at) < \
-                    STUCK_BUILD_AGE:
-                continue
-            host = self._failed_build_host(cctxt, instance.uuid)
-            if host is None:
-                continue
-            reason = ('its build at %s failed and nova could not reschedule '
-                      'it (see that compute\'s log)' % host)
+            failed = instance.system_metadata.get(records.SYSMETA_FAILED)
+            if failed is None:
+                if _age(instance.updated_at or instance.created_at) < \
+                        STUCK_BUILD_AGE:
+                    continue
+                host = self._failed_build_host(cctxt, instance.uuid)
+                if host is None:
+                    continue
+                failed = 'build at %s failed, not rescheduled by nova' % host
+            reason = ('%s (see the compute\'s log)' % failed)
             fault = exception.BuildAbortException(
                 instance_uuid=instance.uuid, reason=reason)
             self._release(cctxt, instance.uuid)
             if instance.metadata.get(records.META_ORIGIN) in (
                     None, self.manager.pop_name):
-                taker, fault = self._offer_abandoned(cctxt, instance, host,
-                                                     fault)
+                taker, fault = self._offer_abandoned(cctxt, instance,
+                                                     failed, fault)
                 if fault is None:
                     continue  # built elsewhere now, or offered later
             LOG.warning("Build of %(uuid)s abandoned by nova: %(why)s; "
@@ -453,9 +456,9 @@ class ShadowSync:
             LOG.warning("Could not release the allocations of %(uuid)s: "
                         "%(err)s", {'uuid': uuid, 'err': exc})
 
-    def _offer_abandoned(self, cctxt, instance, host: str, fault):
-        """Offer a build nova abandoned here (its compute ``host`` failed
-        it) to the other PoPs, nearest first from its hints' reference.
+    def _offer_abandoned(self, cctxt, instance, failure: str, fault):
+        """Offer a build nova abandoned here (``failure`` says how) to the
+        other PoPs, nearest first from its hints' reference.
 
         Returns the PoP that took it and None (its record here is turned
         into that of a server forwarded there); or None and the fault to
@@ -474,7 +477,6 @@ class ShadowSync:
         local = [c for c in plan.candidates if c.local] or [
             candidates_mod.Candidate(self.manager.pop_name, 0.0, 0.0,
                                      True)]
-        failure = 'build at %s failed, not rescheduled by nova' % host
         attempts = [records.Attempt(local[0], False, failure)]
         asked = records.networks_of(instance)
         networks = records.networks_from_record(asked)
@@ -496,9 +498,11 @@ class ShadowSync:
         instance.metadata = dict(instance.metadata, **{
             records.META_POP: taker,
             records.META_ORIGIN: self.manager.pop_name})
-        instance.system_metadata = dict(instance.system_metadata, **{
+        sysmeta = dict(instance.system_metadata, **{
             records.SYSMETA_FORWARDED: taker,
             records.SYSMETA_NETWORKS: asked})
+        sysmeta.pop(records.SYSMETA_FAILED, None)
+        instance.system_metadata = sysmeta
         instance.save()
         records.record_trail(cctxt, instance.uuid, attempts)
         self.watch(instance.uuid, taker)

@@ -12,9 +12,9 @@ answer), which is all the origin's code sees of them. Shown here:
   claimed and built by this Nova;
 * a build nova abandons here (its compute failed it, then could not give
   its claim back to placement, as sqlite placement did under the boot
-  storm) is offered to the other PoPs and recorded as forwarded to the
-  one that takes it; when none does, it ends in ERROR with a fault that
-  names every PoP tried.
+  storm), or one every host here failed, is offered to the other PoPs and
+  recorded as forwarded to the one that takes it; when none does, it
+  ends in ERROR with a fault that names every PoP tried.
 """
 
 import threading
@@ -310,3 +310,24 @@ class RebuildsAtTheOriginTest(nova_base.NovaFunctionalTestCase):
                       'pb (~10 ms away): no valid host at pb',
                       'pc (~60 ms away): no valid host at pc'):
             self.assertIn(words, fault)
+
+    def test_a_build_every_host_here_failed_goes_to_another_pop(self):
+        """nova would put it in ERROR (no alternate host left to retry
+        on): it is offered to the other PoPs instead."""
+        def failing_spawn(*args, **kwargs):
+            raise exception.ComputeResourcesUnavailable(
+                reason='test: the hypervisor failed')
+
+        self._patch(self.compute.manager.driver, 'spawn', failing_spawn)
+        body = self._build_server(name='unlucky', flavor_id=self.flavor_id,
+                                  networks='none')
+        server = self.api.post_server({'server': body})
+        server = self._sync_until(
+            server['id'], lambda s: s['status'] == 'ACTIVE', 'ACTIVE at pb')
+        self.assertEqual('pb', server['OS-EXT-AZ:availability_zone'])
+        self.assertEqual([('pb', server['id'])], self.peers.offers)
+        actions = self._actions(server['id'])
+        self.assertIn('schedule at pa (this PoP)', actions)
+        self.assertTrue(any(a.startswith('forward to pb') for a in actions))
+        self.assertEqual(0, self._get_provider_usages(
+            self._get_provider_uuid_by_host(HOST))['VCPU'])
