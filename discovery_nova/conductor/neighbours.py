@@ -44,6 +44,8 @@ class SpiralNeighbours:
         self._warned = False
         #: reference PoP -> (when searched, names found or None).
         self._around: dict[str, tuple[float, frozenset[str] | None]] = {}
+        #: reference PoPs whose answer a thread is renewing.
+        self._renewing: set[str] = set()
 
     def names(self) -> frozenset[str] | None:
         """Names of the nearest peers the spiral found, or None when there
@@ -77,16 +79,30 @@ class SpiralNeighbours:
     def near_point(self, name: str, point: list) -> frozenset[str] | None:
         """Names of the peers nearest to ``point`` (the coordinate of PoP
         ``name``, wire form) that a spiral search from this PoP's agent
-        finds; None when there is no answer. Kept per PoP for ``ttl``
-        seconds, like ``names``; a search costs O(k) messages, not one
-        per build."""
+        finds; None when there is no answer.
+
+        A search costs O(k) messages and a few round trips, so a build
+        waits for one only the first time its reference PoP is asked
+        about: the answer is kept, and once older than ``ttl`` seconds it
+        is still given while a search in a thread of its own renews it.
+        """
         if self._client is None:
             return None
         with self._lock:
-            now = self._clock()
             found = self._around.get(name)
-            if found is not None and now - found[0] < self._ttl:
+            if found is not None:
+                if self._clock() - found[0] >= self._ttl and \
+                        name not in self._renewing:
+                    self._renewing.add(name)
+                    threading.Thread(
+                        target=self._search, args=(name, point),
+                        daemon=True,
+                        name='discovery-spiral-%s' % name).start()
                 return found[1]
+        return self._search(name, point)
+
+    def _search(self, name: str, point: list) -> frozenset[str] | None:
+        started = self._clock()
         try:
             peers = self._client.nearest(point=point).get('peers') or []
             names = frozenset(
@@ -100,5 +116,6 @@ class SpiralNeighbours:
                                                      'err': exc})
             names = None
         with self._lock:
-            self._around[name] = (now, names)
+            self._around[name] = (started, names)
+            self._renewing.discard(name)
         return names
