@@ -166,9 +166,9 @@ class ForwardingComputeTaskManager(nova_manager.ComputeTaskManager):
         fails it with a fault naming every PoP tried when none takes it
         (``ShadowSync._fail_stuck_builds``).
         """
+        # (metadata may not have come with the compute's copy: loaded.)
         own = instance.metadata.get(records.META_ORIGIN) in (
-            None, self.pop_name) if instance.obj_attr_is_set(
-                'metadata') else True
+            None, self.pop_name)
         if (self.federation is None or not own or not isinstance(
                 exc, (exception.MaxRetriesExceeded,
                       exception.NoValidHost))):
