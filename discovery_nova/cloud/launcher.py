@@ -243,7 +243,9 @@ def setup_keystone(settings: CloudSettings) -> None:
     run_tool([tool] + conf + ['credential_setup'] + owner, log)
     url = settings.keystone_url
     run_tool([tool] + conf + [
-        'bootstrap', '--bootstrap-password', settings.admin_password,
+        # One argument: a generated password may start with "-", which
+        # keystone-manage would otherwise take for an option.
+        'bootstrap', '--bootstrap-password=' + settings.admin_password,
         '--bootstrap-admin-url', url, '--bootstrap-internal-url', url,
         '--bootstrap-public-url', url,
         '--bootstrap-region-id', settings.layout.pops[0].name], log)

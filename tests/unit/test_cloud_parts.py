@@ -254,3 +254,20 @@ def test_discovery_conductor_and_compute_size(tmp_path):
     assert 'available_filters = discovery_nova.scheduler.all_filters' in \
         snippet
     assert 'PopFilter,MaxRttFilter,PopAffinityFilter' in snippet
+
+
+def test_a_password_starting_with_a_dash_reaches_keystone_whole(
+        tmp_path, monkeypatch):
+    """secrets.token_urlsafe may start a password with "-": passed as a
+    separate argument, keystone-manage took it for an option and the
+    whole cloud failed to start (seen once in a test run)."""
+    settings = _settings(tmp_path, admin_password='-Ab3dEf_ghIj')
+    ran = []
+    monkeypatch.setattr(launcher, 'run_tool',
+                        lambda argv, log, **kw: ran.append(argv))
+    monkeypatch.setattr(launcher.services, 'find_program',
+                        lambda settings, name: name)
+    launcher.setup_keystone(settings)
+    bootstrap = [argv for argv in ran if 'bootstrap' in argv][0]
+    assert '--bootstrap-password=-Ab3dEf_ghIj' in bootstrap
+    assert '-Ab3dEf_ghIj' not in bootstrap
