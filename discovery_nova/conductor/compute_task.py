@@ -107,6 +107,16 @@ class ForwardingComputeTaskManager(nova_manager.ComputeTaskManager):
         return super()._schedule_instances(
             context, request_spec, instance_uuids, return_alternates)
 
+    def release_claim(self, context, uuid: str) -> None:
+        """Give back what placement holds for ``uuid``; a failure is
+        logged, not raised (the caller is cleaning up already)."""
+        try:
+            self.report_client.delete_allocation_for_instance(
+                context, uuid, force=True)
+        except Exception as exc:
+            LOG.warning("Could not release the allocations of %(uuid)s: "
+                        "%(err)s", {'uuid': uuid, 'err': exc})
+
     def _try_local(self, context, request_spec, uuids):
         """Host lists for ``uuids`` here, or the reason there are none.
 
@@ -124,13 +134,7 @@ class ForwardingComputeTaskManager(nova_manager.ComputeTaskManager):
             LOG.warning("Scheduling %(uuids)s at %(pop)s failed: %(err)s",
                         {'uuids': uuids, 'pop': self.pop_name, 'err': exc})
             for uuid in uuids:
-                try:
-                    self.report_client.delete_allocation_for_instance(
-                        context, uuid, force=True)
-                except Exception as cleanup:
-                    LOG.warning("Could not release the allocations of "
-                                "%(uuid)s: %(err)s",
-                                {'uuid': uuid, 'err': cleanup})
+                self.release_claim(context, uuid)
             # Short: nova keeps 255 characters of the fault of a refused
             # build, which names every PoP's answer (the log has the rest).
             return None, 'scheduling failed: %s' % type(exc).__name__
@@ -181,12 +185,7 @@ class ForwardingComputeTaskManager(nova_manager.ComputeTaskManager):
                      'err': exc})
         self._cleanup_allocated_networks(context, instance,
                                          requested_networks)
-        try:
-            self.report_client.delete_allocation_for_instance(
-                context, instance.uuid, force=True)
-        except Exception as cleanup:
-            LOG.warning("Could not release the allocations of %(uuid)s: "
-                        "%(err)s", {'uuid': instance.uuid, 'err': cleanup})
+        self.release_claim(context, instance.uuid)
         instance.vm_state = vm_states.BUILDING
         instance.task_state = None
         why = exc.format_message() if hasattr(exc, 'format_message') \

@@ -39,15 +39,6 @@ ATTRS = ['metadata', 'system_metadata', 'flavor', 'info_cache',
          'security_groups', 'pci_requests', 'numa_topology']
 
 
-def _release(manager, cctxt, uuid: str) -> None:
-    try:
-        manager.report_client.delete_allocation_for_instance(
-            cctxt, uuid, force=True)
-    except Exception as exc:
-        LOG.warning("Could not release the allocations of %(uuid)s: "
-                    "%(err)s", {'uuid': uuid, 'err': exc})
-
-
 def _root_disk(cctxt, uuid: str, image_ref: str):
     """The row's block device mappings, the image's root disk written
     first when there are none (a forwarded server's record has none)."""
@@ -129,12 +120,12 @@ def build_at_origin(manager, cctxt, shadow, spec, image: dict, networks,
             accel_uuids=[])
     except (exception.InstanceNotFound,
             exception.UnexpectedTaskStateError) as exc:
-        _release(manager, cctxt, uuid)
+        manager.release_claim(cctxt, uuid)
         return False, 'deleted meanwhile (%s)' % type(exc).__name__
     except Exception as exc:
         LOG.exception("Building %(uuid)s again at its origin failed",
                       {'uuid': uuid})
-        _release(manager, cctxt, uuid)
+        manager.release_claim(cctxt, uuid)
         return False, '%s at %s: %s' % (type(exc).__name__,
                                          manager.pop_name, exc)
     LOG.warning("PoP %(dead)s left: %(uuid)s, forwarded there from here, "

@@ -434,7 +434,7 @@ class ShadowSync:
             reason = ('%s (see the compute\'s log)' % failed)
             fault = exception.BuildAbortException(
                 instance_uuid=instance.uuid, reason=reason)
-            self._release(cctxt, instance.uuid)
+            self.manager.release_claim(cctxt, instance.uuid)
             if instance.metadata.get(records.META_ORIGIN) in (
                     None, self.manager.pop_name):
                 taker, fault = self._offer_abandoned(cctxt, instance,
@@ -447,14 +447,6 @@ class ShadowSync:
             instance.vm_state = vm_states.ERROR
             instance.save()
             compute_utils.add_instance_fault_from_exc(cctxt, instance, fault)
-
-    def _release(self, cctxt, uuid: str) -> None:
-        try:
-            self.manager.report_client.delete_allocation_for_instance(
-                cctxt, uuid, force=True)
-        except Exception as exc:
-            LOG.warning("Could not release the allocations of %(uuid)s: "
-                        "%(err)s", {'uuid': uuid, 'err': exc})
 
     def _offer_abandoned(self, cctxt, instance, failure: str, fault):
         """Offer a build nova abandoned here (``failure`` says how) to the
