@@ -11,8 +11,8 @@ group while weighing and hand them back in that order.
 """
 
 import abc
+from collections.abc import Iterable
 from collections.abc import Sequence
-import itertools
 import operator
 import threading
 
@@ -24,8 +24,11 @@ from oslo_log import log as logging
 import discovery_nova.conf
 from discovery_nova.locality.pop import PopDescriptor
 from discovery_nova.scheduler.request import HostGroup
+from discovery_nova.scheduler.request import HostList
 from discovery_nova.scheduler.request import LocalityRequest
+from discovery_nova.scheduler.request import cached_request
 from discovery_nova.scheduler.request import locality_request
+from discovery_nova.scheduler.request import per_group
 from discovery_nova.scheduler.request import prefix_table
 
 CONF = discovery_nova.conf.CONF
@@ -53,6 +56,13 @@ class LocalityFilter(filters.BaseHostFilter, metaclass=abc.ABCMeta):
                    pop: PopDescriptor | None) -> bool:
         """Whether hosts of ``pop`` (None: in no PoP) pass."""
 
+    def verdict_key(self, request: LocalityRequest) -> tuple | None:
+        """Everything ``pop_passes`` reads of the request, compared by
+        value: the verdicts of each group are then kept for the next
+        requests with an equal key. None (the default) decides afresh in
+        each request."""
+        return None
+
     @abc.abstractmethod
     def explain(self, request: LocalityRequest,
                 pops: Sequence[PopDescriptor]) -> str:
@@ -65,34 +75,43 @@ class LocalityFilter(filters.BaseHostFilter, metaclass=abc.ABCMeta):
         request = locality_request(spec_obj, host_states)
         if not self.applies(request):
             return host_states
-        groups = request.groups_of(host_states)
-        verdicts: dict[str | None, bool] = {}
-        seen: dict[str, PopDescriptor] = {}
-        passing = set()
-        for group in dict.fromkeys(groups):
-            verdict = verdicts.get(group.name)
-            if verdict is None:
-                verdict = verdicts[group.name] = self.pop_passes(request,
-                                                                 group.pop)
-                if group.pop is not None:
-                    seen[group.name] = group.pop
-            if verdict:
-                passing.add(group)
-        kept = list(map(passing.__contains__, groups))
-        passed = list(itertools.compress(host_states, kept))
+        known = request.hosts(host_states)
+        distinct = known.distinct()
+        key = self.verdict_key(request)
+
+        def decide(group: HostGroup) -> bool:
+            return self.pop_passes(request, group.pop)
+
+        if key is None:
+            verdicts = {group: decide(group) for group in distinct}
+        else:
+            verdicts = per_group((type(self), *key), distinct, decide)
+        if all(map(verdicts.__getitem__, distinct)):
+            # Every host passes; the index knows this list already.
+            return host_states
         # The next plugin gets these hosts: their groups are known.
-        request.index.remember(passed, itertools.compress(groups, kept))
+        passed = list(request.index.subset(
+            known, list(map(verdicts.__getitem__, known.groups))).hosts)
         if host_states and not passed:
             LOG.info("%(filter)s removed all %(count)d hosts for instance "
                      "%(uuid)s: %(why)s",
                      {'filter': self.__class__.__name__,
                       'count': len(host_states),
                       'uuid': getattr(spec_obj, 'instance_uuid', None),
-                      'why': self.explain(request, list(seen.values()))})
+                      'why': self.explain(request, _pops(distinct))})
         return passed
 
     def host_passes(self, host_state, spec_obj):
         return bool(self.filter_all([host_state], spec_obj))
+
+
+def _pops(groups: Iterable[HostGroup]) -> list[PopDescriptor]:
+    """The PoPs of ``groups``, the first descriptor of each name."""
+    pops: dict[str, PopDescriptor] = {}
+    for group in groups:
+        if group.pop is not None:
+            pops.setdefault(group.name, group.pop)
+    return list(pops.values())
 
 
 _OBJ = operator.attrgetter('obj')
@@ -133,7 +152,7 @@ class LocalityWeigher(weights.BaseHostWeigher):
             host_state, self.multiplier_option, self.configured_multiplier())
 
     def group_multipliers(self, request: LocalityRequest,
-                          groups: Sequence[HostGroup]) -> list[float]:
+                          hosts: HostList) -> list[float]:
         """The multiplier of each host, from nova's helper once per group.
 
         nova's ``get_weight_multiplier`` reads only the host's aggregates,
@@ -143,39 +162,44 @@ class LocalityWeigher(weights.BaseHostWeigher):
         """
         option = self.multiplier_option
         default = self.configured_multiplier()
+        groups = hosts.groups
         if option not in request.index.metadata_keys():
             return [default] * len(groups)
         known = request.multipliers.setdefault((option, default), {})
-        for group in dict.fromkeys(groups).keys() - known.keys():
+        for group in hosts.distinct() - known.keys():
             for aggregate in group.aggregates:
                 if option in aggregate.metadata:
                     known[group] = utils.get_weight_multiplier(
-                        group.host_state, option, default)
+                        group.as_host, option, default)
                     break
             else:
                 known[group] = default
         return list(map(known.__getitem__, groups))
 
     @abc.abstractmethod
-    def weigh_hosts(self, request: LocalityRequest, host_states: list,
-                    groups: Sequence[HostGroup], spec_obj) -> list[float]:
-        """One weight per host, higher is better; ``groups[i]`` is the
-        group of ``host_states[i]``."""
+    def weigh_hosts(self, request: LocalityRequest, hosts: HostList,
+                    spec_obj) -> list[float]:
+        """One weight per host of ``hosts.hosts``, higher is better."""
 
     def weigh_objects(self, weighed_obj_list, weight_properties):
-        host_states = list(map(_OBJ, weighed_obj_list))
-        request = locality_request(weight_properties, host_states)
-        groups = request.groups_of(host_states)
-        weights_ = self.weigh_hosts(request, host_states, groups,
-                                    weight_properties)
+        # Mostly the request is known and its filters (or the weigher
+        # before) left exactly these hosts.
+        request = cached_request(weight_properties)
+        hosts = (request.index.weighed(weighed_obj_list)
+                 if request is not None else None)
+        if hosts is None:
+            host_states = list(map(_OBJ, weighed_obj_list))
+            request = locality_request(weight_properties, host_states)
+            hosts = request.hosts(host_states)
+        weights_ = self.weigh_hosts(request, hosts, weight_properties)
         self._multipliers.pending = zip(
-            host_states, self.group_multipliers(request, groups),
+            hosts.hosts, self.group_multipliers(request, hosts),
             strict=True)
         return weights_
 
     def _weigh_object(self, obj, weight_properties):
         request = locality_request(weight_properties, [obj])
-        return self.weigh_hosts(request, [obj], request.groups_of([obj]),
+        return self.weigh_hosts(request, request.hosts([obj]),
                                 weight_properties)[0]
 
 

@@ -6,13 +6,13 @@ drawn from non-renewable sources per unit of IT energy is
 ``PUE * (1 - renewable share)``, and lower is better.
 """
 
-from collections.abc import Sequence
-
 import discovery_nova.conf
 from discovery_nova.locality.pop import PopDescriptor
 from discovery_nova.scheduler.base import LocalityWeigher
 from discovery_nova.scheduler.request import HostGroup
+from discovery_nova.scheduler.request import HostList
 from discovery_nova.scheduler.request import LocalityRequest
+from discovery_nova.scheduler.request import per_group
 
 CONF = discovery_nova.conf.CONF
 
@@ -32,11 +32,13 @@ class EnergyWeigher(LocalityWeigher):
 
     multiplier_option = 'energy_weight_multiplier'
 
-    def weigh_hosts(self, request: LocalityRequest, host_states: list,
-                    groups: Sequence[HostGroup],
+    def weigh_hosts(self, request: LocalityRequest, hosts: HostList,
                     spec_obj) -> list[float]:
         default_pue = CONF.discovery_scheduler.default_pue
-        by_group = {group: -non_renewable_per_it_energy(group.pop,
-                                                        default_pue)
-                    for group in dict.fromkeys(groups)}
-        return list(map(by_group.__getitem__, groups))
+
+        def weigh(group: HostGroup) -> float:
+            return -non_renewable_per_it_energy(group.pop, default_pue)
+
+        by_group = per_group(('energy', default_pue), hosts.distinct(),
+                                 weigh)
+        return list(map(by_group.__getitem__, hosts.groups))

@@ -27,6 +27,9 @@ class PopAffinityFilter(LocalityFilter):
             return False
         return pop is None or pop.name not in request.different_pops
 
+    def verdict_key(self, request: LocalityRequest) -> tuple:
+        return request.same_pops, request.different_pops
+
     def explain(self, request: LocalityRequest,
                 pops: Sequence[PopDescriptor]) -> str:
         parts = []

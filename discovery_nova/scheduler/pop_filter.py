@@ -31,6 +31,10 @@ class PopFilter(LocalityFilter):
             return False
         return all(pop.has_tag(tag) for tag in hints.pop_tags)
 
+    def verdict_key(self, request: LocalityRequest) -> tuple:
+        hints = request.hints
+        return hints.pops, hints.avoid_pops, hints.pop_tags
+
     def explain(self, request: LocalityRequest,
                 pops: Sequence[PopDescriptor]) -> str:
         hints = request.hints

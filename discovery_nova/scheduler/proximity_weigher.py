@@ -6,13 +6,13 @@ The reference point is ``near=<PoP or host>``, the PoP of
 ``discovery_nova.locality.ranking.proximity_score``.
 """
 
-from collections.abc import Sequence
-
 from discovery_nova.locality.ranking import proximity_score
 from discovery_nova.scheduler.base import LocalityWeigher
 from discovery_nova.scheduler.base import floor_unknown
 from discovery_nova.scheduler.request import HostGroup
+from discovery_nova.scheduler.request import HostList
 from discovery_nova.scheduler.request import LocalityRequest
+from discovery_nova.scheduler.request import per_group
 
 
 class ProximityWeigher(LocalityWeigher):
@@ -20,23 +20,24 @@ class ProximityWeigher(LocalityWeigher):
 
     multiplier_option = 'proximity_weight_multiplier'
 
-    def weigh_hosts(self, request: LocalityRequest, host_states: list,
-                    groups: Sequence[HostGroup],
+    def weigh_hosts(self, request: LocalityRequest, hosts: HostList,
                     spec_obj) -> list[float]:
+        groups = hosts.groups
         if request.reference is None:
-            return [0.0] * len(host_states)
-        by_name: dict[str, float] = {}
-        by_group: dict[HostGroup, float] = {}
-        for group in dict.fromkeys(groups):
+            return [0.0] * len(groups)
+
+        def weigh(group: HostGroup) -> float:
             if group.pop is None:
-                by_group[group] = float('-inf')
-                continue
-            score = by_name.get(group.name)
-            if score is None:
-                score = by_name[group.name] = proximity_score(
-                    request.estimate(group.pop))
-            by_group[group] = score
-        # Hosts of which nothing is known weigh as the worst PoP present.
-        floored = dict(zip(by_group, floor_unknown(list(by_group.values())),
-                           strict=True))
-        return list(map(floored.__getitem__, groups))
+                return float('-inf')
+            return proximity_score(request.estimate(group.pop))
+
+        distinct = hosts.distinct()
+        by_group = per_group(('proximity', request.reference), distinct,
+                                 weigh)
+        scores = list(map(by_group.__getitem__, distinct))
+        if float('-inf') in scores:
+            # Hosts of which nothing is known weigh as the worst PoP
+            # present.
+            by_group = dict(zip(distinct, floor_unknown(scores),
+                                strict=True))
+        return list(map(by_group.__getitem__, groups))

@@ -7,11 +7,19 @@ per request (the RequestSpec object nova-scheduler hands to each plugin in
 turn) and kept in a cache that holds them as long as that object lives.
 
 The same goes for what they derive from hosts: each host is read once per
-request to find its group (the hosts in the same aggregates, hence in the
-same PoP), and the PoP, the RTT estimate from the reference and the weight
-multipliers are worked out once per group or PoP, whichever plugin asks
-first. The plugins then spread them over the hosts with C-level ``map``:
+request (its aggregates, to find its group, the hosts in the same
+aggregates, hence in the same PoP; and its servers), and the weight
+multipliers are worked out once per group, whichever plugin asks first.
+The plugins then spread their answers over the hosts with C-level ``map``:
 at 10,000 hosts, reading the large HostState objects is what costs.
+
+What depends only on frozen values is also kept between requests, each
+entry tied to the very objects it was worked out from, so that a change
+(nova's HostManager makes a new aggregate object when an aggregate
+changes) is worked out afresh: the group of a set of aggregate objects,
+the RTT estimate from a reference point to a PoP descriptor, and a
+plugin's answer for a group given what it reads of the request
+(``per_group``). Nothing read from a host is kept beyond its request.
 
 A malformed hint raises ``NoValidHost`` whose reason names the hint, the
 value and the expected form: nova-scheduler passes NoValidHost back to the
@@ -20,6 +28,10 @@ conductor as an expected outcome, which records it as the server's fault
 """
 
 import collections
+from collections.abc import Callable
+from collections.abc import Collection
+from collections.abc import Iterable
+from collections.abc import Mapping
 from collections.abc import Sequence
 import dataclasses
 import itertools
@@ -48,9 +60,12 @@ CONF = discovery_nova.conf.CONF
 LOG = logging.getLogger(__name__)
 
 _AGGREGATES = operator.attrgetter('aggregates')
+_FIRST = operator.itemgetter(0)
 _HOST = operator.attrgetter('host')
 _INSTANCES = operator.attrgetter('instances')
 _NAME = operator.attrgetter('name')
+_OBJ = operator.attrgetter('obj')
+_SECOND = operator.itemgetter(1)
 
 
 class HostGroup:
@@ -60,23 +75,137 @@ class HostGroup:
     aggregate metadata may override) depends only on its aggregates, so it
     is worked out once per group; a request over 10,000 hosts in 1,000
     PoPs does that work 1,000 times, not 10,000 times per plugin.
+
+    A group depends on nothing but the aggregate objects it is made of,
+    which it holds: it is shared by every request whose hosts are in those
+    very objects (see ``_GROUPS_BY_AGGREGATE``).
     """
 
-    __slots__ = ('host_state', 'aggregates', 'pop', 'name')
+    __slots__ = ('aggregates', 'pop', 'name', 'as_host')
 
-    def __init__(self, host_state, aggregates: Sequence):
-        #: The first host seen in the group, for nova's per-host helpers
-        #: (they read only its aggregates).
-        self.host_state = host_state
+    def __init__(self, aggregates: tuple):
         #: The aggregates of every host of the group, as they were read.
         self.aggregates = aggregates
         self.pop: PopDescriptor | None = pop_of_aggregates(aggregates)
         self.name: str | None = (self.pop.name if self.pop is not None
                                  else None)
+        #: What nova's per-host helpers read of a host of the group (its
+        #: aggregates), for ``utils.get_weight_multiplier``.
+        self.as_host = _Aggregated(list(aggregates))
+
+
+class _Aggregated:
+    """A host as nova's aggregate helpers read it: its aggregates."""
+
+    __slots__ = ('aggregates',)
+
+    def __init__(self, aggregates: list):
+        self.aggregates = aggregates
+
+
+#: Groups by the aggregate objects they are made of: by the aggregate for
+#: hosts in exactly one (most hosts: their PoP's), by the tuple of them
+#: otherwise. Aggregates hash and compare by identity (nova's, like any
+#: VersionedObject without __eq__), and a group holds its aggregates, so an
+#: entry is found only for those very objects: HostManager replaces an
+#: aggregate object when the aggregate changes (as ``describe_aggregate``
+#: relies on), and a changed aggregate makes new groups. The size bound
+#: keeps groups of replaced aggregates from piling up.
+_GROUPS_BY_AGGREGATE: dict[object, HostGroup] = {}
+_GROUPS_BY_AGGREGATES: dict[tuple, HostGroup] = {}
+_GROUPS_LIMIT = 8192
+
+
+def _group_of_one(aggregate) -> HostGroup:
+    return _remember_group(_GROUPS_BY_AGGREGATE, aggregate, (aggregate,))
+
+
+def _group_of_many(aggregates: tuple) -> HostGroup:
+    return _remember_group(_GROUPS_BY_AGGREGATES, aggregates, aggregates)
+
+
+def _remember_group(table: dict, key, aggregates: tuple) -> HostGroup:
+    group = HostGroup(aggregates)
+    if len(table) >= _GROUPS_LIMIT:
+        table.clear()
+    table[key] = group
+    return group
+
+
+#: What a plugin's answer for a group depends on besides the group's PoP
+#: (the reference point, hints, an option), compared by value -> group ->
+#: answer (a weight, a filter's verdict). Both the descriptor and what the
+#: key holds are frozen and a group holds its aggregates, so an entry is
+#: the answer for that very group for good; a changed aggregate makes new
+#: groups, answered afresh. Tables are replaced, never cleared, when they
+#: grow too large: a request answering from one keeps a whole table.
+_PER_GROUP: dict[tuple, dict[HostGroup, object]] = {}
+_PER_GROUP_LIMIT = 64
+
+
+def per_group(key: tuple, groups: Collection[HostGroup],
+              work: Callable[[HostGroup], object]) -> dict[HostGroup, object]:
+    """A table holding ``work(group)`` of each of ``groups``.
+
+    ``work`` must depend on nothing but the group's PoP descriptor and
+    ``key``; its results are kept for the next requests with an equal key,
+    which work out only the groups not seen before.
+    """
+    try:
+        table = _PER_GROUP.get(key)
+    except TypeError:       # a key with an unhashable part: no sharing
+        return {group: work(group) for group in groups}
+    if table is None:
+        if len(_PER_GROUP) >= _PER_GROUP_LIMIT:
+            _PER_GROUP.clear()
+        table = _PER_GROUP.setdefault(key, {})
+    missing = groups - table.keys()
+    if missing:
+        if len(table) + len(missing) > _GROUPS_LIMIT:
+            table = _PER_GROUP[key] = {}
+            missing = groups
+        table.update({group: work(group) for group in missing})
+    return table
+
+
+class HostList:
+    """What one request knows of a list of hosts, in the list's order.
+
+    ``groups[i]`` is the group of ``hosts[i]`` and ``servers[i]`` its
+    ``instances`` dict (server UUID -> Instance): the very dict object the
+    HostState held when the request first read it, so servers nova adds to
+    or removes from that dict later are seen; each host is read once per
+    request, by the first plugin that gets it.
+    """
+
+    __slots__ = ('hosts', 'groups', '_servers', '_distinct')
+
+    def __init__(self, hosts: tuple, groups: tuple[HostGroup, ...],
+                 servers: tuple[Mapping, ...] | Callable[[], tuple]):
+        self.hosts = hosts
+        self.groups = groups
+        #: The servers, or what works them out when first asked for.
+        self._servers = servers
+        self._distinct: Collection[HostGroup] | None = None
+
+    @property
+    def servers(self) -> tuple[Mapping, ...]:
+        if callable(self._servers):
+            self._servers = self._servers()
+        return self._servers
+
+    def distinct(self) -> Collection[HostGroup]:
+        """The groups of the hosts, each once, in order of first host."""
+        if self._distinct is None:
+            self._distinct = dict.fromkeys(self.groups).keys()
+        return self._distinct
+
+    def __len__(self) -> int:
+        return len(self.hosts)
 
 
 class HostIndex:
-    """The group of each host of one request, found once per host.
+    """The group and servers of each host of one request, read once.
 
     Plugins mostly get a list they have seen before: nova hands each filter
     a copy of what the previous one returned, and each weigher the hosts
@@ -89,44 +218,74 @@ class HostIndex:
     SEEN = 8
 
     def __init__(self):
-        #: The aggregates of a host, as a tuple -> its group. Aggregates
-        #: hash and compare by identity (nova's, like any VersionedObject
-        #: without __eq__): HostManager gives each HostState a new list of
-        #: the aggregate objects it shares between hosts.
-        self._by_aggregates: dict[tuple, HostGroup] = {}
-        #: HostState -> its group (HostStates hash by identity too); filled
-        #: from ``_unindexed`` when a list is not recognised.
-        self._by_host: dict[object, HostGroup] = {}
-        #: (hosts, groups) learned but not yet in ``_by_host``: most
-        #: requests never need that dict.
-        self._unindexed: list[tuple[tuple, tuple[HostGroup, ...]]] = []
-        #: (hosts, their groups) of the lists seen last, newest last.
-        self._seen: collections.deque[
-            tuple[tuple, tuple[HostGroup, ...]]] = collections.deque(
-                maxlen=self.SEEN)
+        #: Every group of the hosts read so far.
+        self._groups: dict[HostGroup, None] = {}
+        #: HostState -> (its group, its servers) (HostStates hash by
+        #: identity); filled from ``_unindexed`` when a list is not
+        #: recognised.
+        self._by_host: dict[object, tuple[HostGroup, Mapping]] = {}
+        #: Lists learned but not yet in ``_by_host``: most requests never
+        #: need that dict.
+        self._unindexed: list[HostList] = []
+        #: The lists seen last, newest last.
+        self._seen: collections.deque[HostList] = collections.deque(
+            maxlen=self.SEEN)
         self._metadata_keys: frozenset[str] | None = None
+
+    def listing(self, host_states: Sequence) -> HostList:
+        """The groups and servers of ``host_states``, in order."""
+        count = len(host_states)
+        for known in reversed(self._seen):
+            if len(known.hosts) == count and all(map(
+                    operator.is_, known.hosts, host_states)):
+                return known
+        if self._unindexed:
+            for known in self._unindexed:
+                self._by_host.update(zip(
+                    known.hosts, zip(known.groups, known.servers,
+                                     strict=True), strict=True))
+            self._unindexed.clear()
+        found = list(map(self._by_host.get, host_states))
+        if None in found:
+            return self.learn(host_states)
+        return self._keep(HostList(tuple(host_states),
+                                   tuple(map(_FIRST, found)),
+                                   tuple(map(_SECOND, found))))
 
     def groups_of(self, host_states: Sequence) -> Sequence[HostGroup]:
         """The group of each host, in order."""
-        count = len(host_states)
-        for hosts, groups in reversed(self._seen):
-            if len(hosts) == count and all(map(operator.is_, hosts,
-                                               host_states)):
-                return groups
-        if self._unindexed:
-            for hosts, groups in self._unindexed:
-                self._by_host.update(zip(hosts, groups, strict=True))
-            self._unindexed.clear()
-        found = tuple(map(self._by_host.get, host_states))
-        if None in found:
-            return self.learn(host_states)
-        self.remember(host_states, found)
-        return found
+        return self.listing(host_states).groups
 
-    def remember(self, host_states: Sequence,
-                 groups: Sequence[HostGroup]) -> None:
-        """Note that ``groups`` are the groups of ``host_states``."""
-        self._seen.append((tuple(host_states), tuple(groups)))
+    def weighed(self, weighed_objs: Sequence) -> HostList | None:
+        """The remembered list of the hosts of ``weighed_objs`` (nova's
+        WeighedObjects, each host in its ``obj``), None if none is.
+
+        Each ``obj`` is compared with the remembered host, without making
+        a list of them.
+        """
+        count = len(weighed_objs)
+        for known in reversed(self._seen):
+            if len(known.hosts) == count and all(map(
+                    operator.is_, known.hosts, map(_OBJ, weighed_objs))):
+                return known
+        return None
+
+    def groups(self) -> Iterable[HostGroup]:
+        """Every group of the hosts read so far, each once."""
+        return self._groups.keys()
+
+    def subset(self, hosts: HostList, kept: Sequence[bool]) -> HostList:
+        """The hosts of ``hosts`` whose ``kept`` is true, remembered: the
+        next plugin gets them."""
+        return self._keep(HostList(
+            tuple(itertools.compress(hosts.hosts, kept)),
+            tuple(itertools.compress(hosts.groups, kept)),
+            # Only the image weigher asks, and only of the last list.
+            lambda: tuple(itertools.compress(hosts.servers, kept))))
+
+    def _keep(self, hosts: HostList) -> HostList:
+        self._seen.append(hosts)
+        return hosts
 
     def metadata_keys(self) -> frozenset[str]:
         """Every metadata key of the aggregates of the hosts seen so far.
@@ -135,32 +294,43 @@ class HostIndex:
         for every host, found without a look at each group.
         """
         if self._metadata_keys is None:
-            aggregates = {id(a): a for key in self._by_aggregates
-                          for a in key}
+            aggregates = {id(a): a for group in self._groups
+                          for a in group.aggregates}
             keys: set[str] = set()
             for aggregate in aggregates.values():
                 keys.update(aggregate.metadata)
             self._metadata_keys = frozenset(keys)
         return self._metadata_keys
 
-    def learn(self, host_states: Sequence) -> Sequence[HostGroup]:
-        """The group of each host, read from its aggregates."""
+    def learn(self, host_states: Sequence) -> HostList:
+        """The group and servers of each host, read from the host."""
         # Reading each HostState is what costs here (they are large and
         # scattered in memory): once per host and request, in C-level
-        # passes; Python code runs once per new set of aggregates.
-        by_aggregates = self._by_aggregates
+        # passes, the second right after the first while the host is still
+        # in the CPU's cache; Python code runs once per set of aggregates
+        # not seen before.
         hosts = tuple(host_states)
-        keys = list(map(tuple, map(_AGGREGATES, hosts)))
-        # The first host of each set of aggregates (the last one written
-        # wins, hence the reversed order).
-        first = dict(zip(reversed(keys), reversed(hosts), strict=True))
-        for key in first.keys() - by_aggregates.keys():
-            by_aggregates[key] = HostGroup(first[key], key)
+        lists = list(map(_AGGREGATES, hosts))
+        servers = tuple(map(_INSTANCES, hosts))
+        if list(map(len, lists)).count(1) == len(lists):
+            # Every host in exactly one aggregate: keyed by it.
+            keys = list(map(_FIRST, lists))
+            table, make = _GROUPS_BY_AGGREGATE, _group_of_one
+        else:
+            keys = list(map(tuple, lists))
+            table, make = _GROUPS_BY_AGGREGATES, _group_of_many
+        groups = list(map(table.get, keys))
+        if None in groups:
+            new = {key: make(key) for key in set(itertools.compress(
+                keys, map(operator.is_, groups, itertools.repeat(None))))}
+            groups = list(map(new.get, keys, groups))
+        known = HostList(hosts, tuple(groups), servers)
+        distinct = known.distinct()
+        if distinct - self._groups.keys():
+            self._groups.update(dict.fromkeys(distinct))
             self._metadata_keys = None
-        groups = tuple(map(by_aggregates.__getitem__, keys))
-        self._unindexed.append((hosts, groups))
-        self._seen.append((hosts, groups))
-        return groups
+        self._unindexed.append(known)
+        return self._keep(known)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,23 +356,29 @@ class LocalityRequest:
     #: filled by the weighers.
     multipliers: dict[tuple[str, float], dict[HostGroup, float]] = (
         dataclasses.field(default_factory=dict, compare=False, repr=False))
-    #: PoP name -> estimated RTT from the reference, shared by MaxRttFilter
-    #: and ProximityWeigher.
-    estimates: dict[str, RttEstimate] = dataclasses.field(
-        default_factory=dict, compare=False, repr=False)
+    #: PoP name -> (descriptor, its estimated RTT from the reference),
+    #: shared by MaxRttFilter and ProximityWeigher, and by the requests
+    #: with an equal reference (see ``_estimates_from``).
+    estimates: dict[str, tuple[PopDescriptor, RttEstimate]] = (
+        dataclasses.field(default_factory=dict, compare=False, repr=False))
 
     def estimate(self, pop: PopDescriptor) -> RttEstimate:
         """Estimated RTT from the reference (which must be set) to ``pop``.
         """
-        estimate = self.estimates.get(pop.name)
-        if estimate is None:
-            estimate = self.estimates[pop.name] = estimate_rtt(
-                self.reference, pop)
+        entry = self.estimates.get(pop.name)
+        if entry is not None and entry[0] is pop:
+            return entry[1]
+        estimate = estimate_rtt(self.reference, pop)
+        self.estimates[pop.name] = (pop, estimate)
         return estimate
 
     def groups_of(self, host_states: Sequence) -> Sequence[HostGroup]:
         """The group of each host, in order."""
         return self.index.groups_of(host_states)
+
+    def hosts(self, host_states: Sequence) -> HostList:
+        """The groups and servers of ``host_states``, in order."""
+        return self.index.listing(host_states)
 
 
 _PREFIXES: tuple[tuple[str, ...], PrefixTable] | None = None
@@ -210,6 +386,28 @@ _PREFIXES: tuple[tuple[str, ...], PrefixTable] | None = None
 _CACHE: 'weakref.WeakKeyDictionary[object, tuple[dict, LocalityRequest]]' = (
     weakref.WeakKeyDictionary())
 _LOCK = threading.Lock()
+#: Reference -> the ``estimates`` of requests from an equal reference. An
+#: estimate depends only on the reference's and the PoP's fields, both
+#: frozen: an entry holds the very descriptor it was worked out for and is
+#: used for that object only, so a changed PoP (a new descriptor, from a
+#: new aggregate object) is estimated afresh.
+_ESTIMATES: dict[Reference, dict[str, tuple[PopDescriptor, RttEstimate]]] = {}
+_ESTIMATES_LIMIT = 256
+
+
+def _estimates_from(reference: Reference | None) -> dict:
+    """The estimates from ``reference`` worked out so far."""
+    if reference is None:
+        return {}
+    try:
+        estimates = _ESTIMATES.get(reference)
+    except TypeError:       # a reference with an unhashable field
+        return {}
+    if estimates is None:
+        if len(_ESTIMATES) >= _ESTIMATES_LIMIT:
+            _ESTIMATES.clear()
+        estimates = _ESTIMATES.setdefault(reference, {})
+    return estimates
 
 
 def prefix_table() -> PrefixTable:
@@ -219,6 +417,14 @@ def prefix_table() -> PrefixTable:
     if _PREFIXES is None or _PREFIXES[0] != items:
         _PREFIXES = (items, PrefixTable.parse(items))
     return _PREFIXES[1]
+
+
+def cached_request(spec_obj) -> LocalityRequest | None:
+    """The request's locality view if it was built for these hints."""
+    entry = _CACHE.get(spec_obj)
+    if entry is not None and entry[0] == _raw_hints(spec_obj):
+        return entry[1]
+    return None
 
 
 def locality_request(spec_obj, host_states: Sequence) -> LocalityRequest:
@@ -255,16 +461,16 @@ def _build(spec_obj, raw: dict, host_states: Sequence) -> LocalityRequest:
     hints = hints_mod.parse_hints(raw)
     context = _context(spec_obj)
     index = HostIndex()
-    groups = None
+    known = None
     if context is not None:
         directory = DIRECTORY.get(
             context, CONF.discovery_scheduler.pop_refresh_interval)
     else:
-        groups = index.learn(host_states)
-        hosts = tuple(host_states)
+        known = index.learn(host_states)
+        hosts, groups = known.hosts, known.groups
         directory = PopDirectory.from_hosts(
             lambda: map(_HOST, hosts), list(map(_NAME, groups)),
-            (group.pop for group in dict.fromkeys(groups)
+            (group.pop for group in index.groups()
              if group.pop is not None))
     hints_mod.check_known_pops(hints, directory.pops)
     reference = resolve_reference(hints, directory.pops, directory.host_pops,
@@ -272,27 +478,25 @@ def _build(spec_obj, raw: dict, host_states: Sequence) -> LocalityRequest:
     same = None
     if hints.same_pop_as:
         same = _server_pops(spec_obj, hints_mod.SAME_POP_AS,
-                            hints.same_pop_as, directory, host_states,
-                            groups)
+                            hints.same_pop_as, directory, known)
     different = frozenset()
     if hints.different_pop_from:
         different = _server_pops(spec_obj, hints_mod.DIFFERENT_POP_FROM,
-                                 hints.different_pop_from, directory,
-                                 host_states, groups)
+                                 hints.different_pop_from, directory, known)
     opts = CONF.discovery_scheduler
     return LocalityRequest(hints, directory, reference, same, different,
                            opts.rtt_error_weight, opts.max_trusted_error,
-                           index)
+                           index, estimates=_estimates_from(reference))
 
 
 def _server_pops(spec_obj, hint: str, servers: Sequence[str],
-                 directory: PopDirectory, host_states: Sequence,
-                 groups: Sequence[HostGroup] | None) -> frozenset[str]:
+                 directory: PopDirectory,
+                 known: HostList | None) -> frozenset[str]:
     """PoPs the named servers run in; HintError for unknown servers.
 
     With a context the servers' hosts come from the database and their
-    PoPs from the directory; without, from the host states (``groups[i]``
-    is the group of ``host_states[i]``).
+    PoPs from the directory; without, from the hosts of the request, as
+    ``known`` read them.
     """
     own = getattr(spec_obj, 'instance_uuid', None)
     servers = [s for s in servers if s != own]
@@ -302,8 +506,7 @@ def _server_pops(spec_obj, hint: str, servers: Sequence[str],
                  for server, host in _server_hosts_from_db(
                      context, hint, servers).items()}
     else:
-        where = _server_places_from_states(hint, servers, host_states,
-                                           groups)
+        where = _server_places_from_states(hint, servers, known)
     pops = set()
     for server, (host, pop) in where.items():
         if pop is None:
@@ -347,11 +550,11 @@ def _server_hosts_from_db(context, hint: str,
 
 
 def _server_places_from_states(
-        hint: str, servers: Sequence[str], host_states: Sequence,
-        groups: Sequence[HostGroup]) -> dict[str, tuple[str, str | None]]:
+        hint: str, servers: Sequence[str],
+        known: HostList) -> dict[str, tuple[str, str | None]]:
     """Server -> (its host's name, its host's PoP or None)."""
     places = {}
-    running = list(map(_INSTANCES, host_states))
+    running = known.servers
     for server in dict.fromkeys(servers):
         # One dict lookup per host, without Python code per host; a
         # server listed by several hosts is taken to run on the last.
@@ -360,5 +563,6 @@ def _server_places_from_states(
         if not on:
             raise HintError(hint, server, 'the UUID of an existing server '
                             'of this project')
-        places[server] = (host_states[on[-1]].host, groups[on[-1]].name)
+        places[server] = (known.hosts[on[-1]].host,
+                          known.groups[on[-1]].name)
     return places

@@ -25,6 +25,10 @@ class MaxRttFilter(LocalityFilter):
         return within(request.estimate(pop), request.hints.max_rtt_ms,
                       request.rtt_error_weight, request.max_trusted_error)
 
+    def verdict_key(self, request: LocalityRequest) -> tuple:
+        return (request.reference, request.hints.max_rtt_ms,
+                request.rtt_error_weight, request.max_trusted_error)
+
     def explain(self, request: LocalityRequest,
                 pops: Sequence[PopDescriptor]) -> str:
         weight = request.rtt_error_weight
