@@ -92,7 +92,10 @@ Related options:
         help="""
 Bound on the open connections of one peer. A message to a peer that is not
 directly connected, when the bound is reached and no idle connection can be
-closed, is relayed through a connected peer.
+closed, is relayed through a connected peer. The links to the peer's ring
+neighbours (up to two successors and two predecessors, which watch each
+other's liveness) are never closed for being idle and count in the bound;
+with a bound under 4 a peer watches fewer.
 
 Possible values:
 
@@ -152,9 +155,10 @@ Possible values:
         min=0.5,
         max=3600.0,
         help="""
-Seconds without a frame after which an established connection is closed.
-Peers send directory updates every ``heartbeat_interval``, so a live peer
-is never idle that long.
+Seconds without a frame after which an established connection is closed:
+a connection nobody uses (it is opened again on demand), or a half-open
+one. The connections between ring neighbours carry a keepalive every
+``heartbeat_interval`` and are never idle that long.
 
 Possible values:
 
@@ -279,8 +283,10 @@ directory_opts = [
         min=0.05,
         max=60.0,
         help="""
-Seconds between two directory rounds of a peer: it refreshes its own
-registration and sends its neighbours what changed.
+Seconds between two keepalives on the connections of a peer to its ring
+neighbours. A keepalive carries a digest of the peer's directory, so
+neighbours that missed a change notice it; changes themselves are sent as
+they happen.
 
 Possible values:
 
@@ -296,13 +302,15 @@ Related options:
         min=0.2,
         max=3600.0,
         help="""
-Seconds after which the registrations of a peer that stopped refreshing
-them expire everywhere.
+Seconds a peer's ring predecessors wait without hearing from it (a crash,
+a hung process, a partition) before they declare it dead; its
+registrations are then withdrawn everywhere. A peer that stops cleanly
+withdraws them at once.
 
 Possible values:
 
 * A number of seconds from 0.2 to 3600, several ``heartbeat_interval``
-  long (one per relay hop plus a margin).
+  long, so that a late keepalive is not taken for a death.
 
 Related options:
 

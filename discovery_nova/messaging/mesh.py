@@ -18,8 +18,24 @@ and the caller should try another server or time out.
 Frames on an established connection are JSON objects with a type ``t``:
 
 * ``d``: directory records (``r``), see ``directory.TopicDirectory``;
+* ``k``: a keepalive carrying the sender's directory digest (``n``, the
+  number of live records, and ``h``, their hash), sent when a connection
+  opens, then every heartbeat on the connections to ring neighbours, and
+  answered unless one was sent on that connection within half a heartbeat;
 * ``m``: a routed message ``{'src', 'sa' (source address), 'dst', 'h'
   (hops), 'b' (body)}``.
+
+The directory costs nothing while nothing changes: records are sent when
+they change (flooded, each peer forwarding what it stores), keepalives
+carry a digest, and two neighbours exchange whole directories only when
+their digests disagree (a new connection, a flood that missed a peer).
+Each peer keeps connections to its ring neighbours (``WATCH`` successors
+and predecessors of its name's hash among the live peers, fewer when
+``max_connections`` is under ``2 * WATCH``), which are never closed for
+being idle and keep the mesh connected, and declares a successor dead when
+it has heard nothing from it for ``registration_ttl`` (longer when its own
+loop has been running late). Other connections carry no keepalives: one
+nobody uses closes after ``idle_timeout`` and is opened again on demand.
 
 Whatever an authenticated or unauthenticated peer sends that is wrong
 (bad MAC, oversized or garbage frame, silence during the handshake, an
@@ -28,8 +44,8 @@ socket and the other connections carry on.
 """
 
 import asyncio
+import collections
 import dataclasses
-import hashlib
 import random
 import ssl
 import time
@@ -44,6 +60,13 @@ from discovery_nova.overlay import wire
 LOG = looplog.LoopLogger(__name__)
 
 _RING = 1 << 64
+#: Ring successors each peer watches (so each peer has as many watchers),
+#: unless ``max_connections`` leaves room for fewer: ring links to the
+#: successors and from the predecessors fit in half the bound each.
+WATCH = 2
+#: Keepalives in a row with differing digests before a neighbour's whole
+#: directory is asked for: a flood in flight differs for a moment.
+MISMATCH_ROUNDS = 3
 OnBody = typing.Callable[[str, dict], None]
 
 
@@ -81,24 +104,33 @@ class MeshStats:
     dropped_unreachable: int = 0
     messages_out: int = 0
     messages_in: int = 0
+    records_out: int = 0
+    keepalives_out: int = 0
+    full_syncs: int = 0
+    declared_dead: int = 0
+    refuted: int = 0
 
 
 class _Link:
     __slots__ = ('conn', 'peer', 'outbound', 'last_used', 'gossip_seq',
-                 'address')
+                 'address', 'synced', 'mismatches', 'last_sync',
+                 'last_keepalive')
 
     def __init__(self, conn: wire.Connection, outbound: bool,
                  address: str | None) -> None:
         self.conn = conn
         self.peer = conn.peer_name
         self.outbound = outbound
+        # Last message routed over it (keepalives do not count): what
+        # eviction of idle links goes by.
         self.last_used = time.monotonic()
         self.gossip_seq = 0
         self.address = address
-
-
-def _ring_point(name: str) -> int:
-    return int.from_bytes(hashlib.sha1(name.encode()).digest()[:8], 'big')
+        # Whether whole directories were compared or exchanged on it yet.
+        self.synced = False
+        self.mismatches = 0
+        self.last_sync = 0.0
+        self.last_keepalive = 0.0
 
 
 def _ring_distance(a: int, b: int) -> int:
@@ -139,6 +171,16 @@ class PeerMesh:
         self._tasks: set[asyncio.Task] = set()
         self._tick_task: asyncio.Task | None = None
         self._gossip_pending = False
+        # Watched successor -> when this peer last heard from it (or began
+        # watching it).
+        self._watched: dict[str, float] = {}
+        self._watch_count = max(1, min(WATCH, settings.max_connections // 2))
+        # How late this peer's loop woke, over about the last TTL.
+        self._lateness: collections.deque[float] = collections.deque(
+            maxlen=max(8, int(4 * settings.registration_ttl /
+                              settings.heartbeat_interval)))
+        self._loop_beat = 0.0
+        self._heard: dict[str, float] = {}
         self._stopping = False
         self.address = ''
         self.directory: directory_mod.TopicDirectory | None = None
@@ -167,8 +209,9 @@ class PeerMesh:
         if self._server is None:
             raise OSError('peer %s could bind none of %s: %s'
                           % (self.name, candidates, last_error))
+        # Tombstones outlive the slowest anti-entropy exchange by far.
         self.directory = directory_mod.TopicDirectory(
-            self.name, self.address, self.settings.registration_ttl)
+            self.name, self.address, 4 * self.settings.registration_ttl)
         LOG.info('p2p peer %(name)s listening on %(addr)s',
                  {'name': self.name, 'addr': self.address})
         await asyncio.gather(*(self._connect_address(h, p)
@@ -187,6 +230,17 @@ class PeerMesh:
         if self.directory is not None:
             self.directory.refresh_self(subs=(), gone=True)
             await self._gossip_round()
+        self.abort()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def abort(self) -> None:
+        """Close the listening socket and every connection at once, with
+        no goodbye: to the other peers this looks like a crash, which is
+        what fault-injection tests and benchmarks use it for."""
+        self._stopping = True
+        if self._tick_task is not None:
+            self._tick_task.cancel()
         if self._server is not None:
             self._server.close()
         for links in list(self._links.values()):
@@ -194,8 +248,6 @@ class PeerMesh:
                 link.conn.close()
         for task in list(self._tasks):
             task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def spawn(self, coro) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)
@@ -255,8 +307,10 @@ class PeerMesh:
         self._links.setdefault(link.peer, []).append(link)
         self._unreachable_until.pop(link.peer, None)
         self.spawn(self._reader(link))
-        # A new neighbour gets the whole directory at once.
-        self._send_gossip(link)
+        # Changes from now on flow as they happen; what came before is
+        # compared by digest (and exchanged whole if it differs).
+        link.gossip_seq = self.directory.seq
+        self._send_keepalive(link)
 
     def _drop_link(self, link: _Link) -> None:
         links = self._links.get(link.peer)
@@ -270,7 +324,9 @@ class PeerMesh:
         """Close the least recently used link idle for a while, if any."""
         idle_for = max(1.0, 2 * self.settings.heartbeat_interval)
         limit = time.monotonic() - idle_for
-        candidates = [link for links in self._links.values()
+        ring = self.ring_neighbours()
+        candidates = [link for peer, links in self._links.items()
+                      if peer not in ring
                       for link in links if link.last_used < limit]
         if not candidates:
             return False
@@ -347,12 +403,13 @@ class PeerMesh:
         return links[0] if links else None
 
     def _pick_relay(self, dst: str, exclude: set[str]) -> _Link | None:
-        target = _ring_point(dst)
+        target = directory_mod.ring_point(dst)
         best = None
         for peer, links in self._links.items():
             if peer in exclude or not links:
                 continue
-            distance = _ring_distance(_ring_point(peer), target)
+            distance = _ring_distance(directory_mod.ring_point(peer),
+                                      target)
             if best is None or distance < best[0]:
                 best = (distance, links[0])
         return best[1] if best else None
@@ -436,6 +493,7 @@ class PeerMesh:
 
     def _handle_frame(self, link: _Link, frame: dict) -> None:
         kind = frame.get('t')
+        self._heard[link.peer] = time.monotonic()
         if kind == 'm':
             link.last_used = time.monotonic()
             src, dst, hops, body = (frame.get('src'), frame.get('dst'),
@@ -469,12 +527,37 @@ class PeerMesh:
             if not isinstance(records, list):
                 raise errors.InvalidMessage(
                     'a directory frame needs a list "r" of records')
-            if self.directory.merge(records):
-                self._on_directory_change()
-                self.gossip_soon()
+            self._merge(records)
+        elif kind == 'k':
+            count, digest = frame.get('n'), frame.get('h')
+            if (isinstance(count, bool) or not isinstance(count, int) or
+                    not isinstance(digest, str) or len(digest) > 64):
+                raise errors.InvalidMessage(
+                    'a keepalive needs an integer "n" and a digest string '
+                    '"h" of at most 64 characters')
+            # Answered, so that a watcher hears its target even when the
+            # target's view of the ring does not count the watcher in.
+            if (time.monotonic() - link.last_keepalive >
+                    self.settings.heartbeat_interval / 2):
+                self._send_keepalive(link)
+            self._compare_digest(link, (count, digest))
         else:
             raise errors.InvalidMessage(
-                'frame type must be "m" or "d", got %.40r' % (kind,))
+                'frame type must be "m", "d" or "k", got %.40r' % (kind,))
+
+    def _merge(self, records: list) -> None:
+        before = self.directory.seq
+        refuted = self.directory.refutations
+        changed = self.directory.merge(records)
+        if self.directory.refutations != refuted:
+            self.stats.refuted += 1
+            LOG.warning('p2p peer %s was declared dead by a watcher that '
+                        'did not hear from it; it refutes that with a newer '
+                        'record', self.name)
+        if changed:
+            self._on_directory_change()
+        if self.directory.seq != before:
+            self.gossip_soon()
 
     # -- directory gossip -------------------------------------------------
 
@@ -482,7 +565,49 @@ class PeerMesh:
         records = self.directory.changes_since(link.gossip_seq)
         link.gossip_seq = self.directory.seq
         if records:
+            self.stats.records_out += len(records)
             self.spawn(self._send_frame(link, {'t': 'd', 'r': records}))
+
+    def _send_keepalive(self, link: _Link) -> None:
+        link.last_keepalive = time.monotonic()
+        count, digest = self.directory.digest()
+        self.stats.keepalives_out += 1
+        self.spawn(self._send_frame(link, {'t': 'k', 'n': count,
+                                           'h': digest}))
+
+    def _compare_digest(self, link: _Link, theirs: tuple[int, str]) -> None:
+        """Send the whole directory over ``link`` if the neighbour's digest
+        is not ours.
+
+        At once on a new link (a peer that just joined learns the
+        directory so, and makes itself known); on a link compared before,
+        only once the difference has outlasted ``MISMATCH_ROUNDS``
+        keepalives while this replica saw no change (changes in flight
+        make digests differ for a moment, and while peers come and go the
+        floods carry what changes), and at most once per half TTL.
+        """
+        mine = self.directory.digest()
+        if theirs == mine:
+            link.synced = True
+            link.mismatches = 0
+            return
+        link.mismatches += 1
+        now = time.monotonic()
+        settled = (link.mismatches >= MISMATCH_ROUNDS and
+                   now - self.directory.changed_at >=
+                   MISMATCH_ROUNDS * self.settings.heartbeat_interval)
+        if link.synced and (
+                not settled or
+                now - link.last_sync < self.settings.registration_ttl / 2):
+            return
+        link.synced = True
+        link.mismatches = 0
+        link.last_sync = now
+        self.stats.full_syncs += 1
+        records = self.directory.all_records()
+        link.gossip_seq = self.directory.seq
+        self.stats.records_out += len(records)
+        self.spawn(self._send_frame(link, {'t': 'd', 'r': records}))
 
     async def _send_frame(self, link: _Link, frame: dict) -> None:
         try:
@@ -516,19 +641,93 @@ class PeerMesh:
 
     async def _ticker(self) -> None:
         interval = self.settings.heartbeat_interval
+        loop = asyncio.get_running_loop()
+        self._loop_beat = loop.time()
+        monitor = loop.create_task(self._watch_own_loop())
+        try:
+            await self._tick_forever(interval)
+        finally:
+            monitor.cancel()
+
+    async def _watch_own_loop(self) -> None:
+        """Note how late this peer's loop runs: frames others sent may wait
+        unread for as long, and silence heard meanwhile proves nothing."""
+        loop = asyncio.get_running_loop()
+        step = self.settings.heartbeat_interval / 4
+        while True:
+            self._loop_beat = loop.time()
+            await asyncio.sleep(step)
+            self._lateness.append(
+                max(0.0, loop.time() - self._loop_beat - step))
+
+    def _loop_is_late(self) -> bool:
+        """Whether this peer's loop is running late now or was lately."""
+        loop = asyncio.get_running_loop()
+        return (loop.time() - self._loop_beat >
+                self.settings.heartbeat_interval / 2)
+
+    async def _tick_forever(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval * random.uniform(0.9, 1.1))
             try:
-                self.directory.refresh_self()
                 self._restore_bound()
-                if self.directory.expire():
-                    self._on_directory_change()
+                self.directory.expire()
                 await self._gossip_round()
+                ring = self.ring_neighbours()
+                recent = time.monotonic() - interval / 2
+                for peer, links in list(self._links.items()):
+                    if (links and peer in ring and
+                            links[0].last_keepalive < recent):
+                        self._send_keepalive(links[0])
+                await self._watch()
                 await self._keep_neighbours()
             except Exception:
                 # The ticker must survive anything a round runs into.
                 LOG.exception('p2p peer %s: directory round failed',
                               self.name)
+
+    def ring_neighbours(self) -> set[str]:
+        """The peers whose links are kept whatever the bound: the watched
+        successors and the watching predecessors."""
+        return set(self.directory.watch_targets(self._watch_count) +
+                   self.directory.watchers(self._watch_count))
+
+    async def _watch(self) -> None:
+        """Keep links to the watched successors; declare dead one not heard
+        from for ``registration_ttl``."""
+        now = time.monotonic()
+        targets = self.directory.watch_targets(self._watch_count)
+        self._watched = {node: self._watched.get(node, now)
+                         for node in targets}
+        self._heard = {node: heard for node, heard in self._heard.items()
+                       if self.directory.is_live(node)}
+        for node in targets:
+            if self._link_to(node) is None:
+                # Opened past the bound if need be: ring links are what
+                # keeps every peer watched and the mesh connected.
+                await self._open(node)
+            heard = max(self._heard.get(node, 0.0), self._watched[node])
+            silent = time.monotonic() - heard
+            # A peer whose own loop runs late (a starved process) has not
+            # read what its targets sent meanwhile: it accuses nobody while
+            # late, and waits that much longer after (Lifeguard's local
+            # health).
+            if self._loop_is_late() or (
+                    silent <= self.settings.registration_ttl + 2 * max(
+                        self._lateness, default=0.0)):
+                continue
+            if self.directory.declare_dead(node):
+                self.stats.declared_dead += 1
+                LOG.info('p2p peer %(me)s declares %(node)s dead: nothing '
+                         'heard from it for %(t).1f s; its registrations '
+                         'are withdrawn', {'me': self.name, 'node': node,
+                                           't': silent})
+                self._watched.pop(node, None)
+                self._heard.pop(node, None)
+                for link in list(self._links.get(node, ())):
+                    self._drop_link(link)
+                self._on_directory_change()
+                self.gossip_soon()
 
     async def _keep_neighbours(self) -> None:
         wanted = min(self.settings.min_neighbours,
