@@ -171,8 +171,8 @@ class PeerMesh:
         self._tasks: set[asyncio.Task] = set()
         self._tick_task: asyncio.Task | None = None
         self._gossip_pending = False
-        # Watched successor -> when this peer last heard from it (or began
-        # watching it).
+        # Watched successor -> when this peer began watching it; what it
+        # last heard from each peer is in ``_heard``.
         self._watched: dict[str, float] = {}
         self._watch_count = max(1, min(WATCH, settings.max_connections // 2))
         # How late this peer's loop woke, over about the last TTL.
