@@ -357,8 +357,9 @@ class LocalityRequest:
     multipliers: dict[tuple[str, float], dict[HostGroup, float]] = (
         dataclasses.field(default_factory=dict, compare=False, repr=False))
     #: PoP name -> (descriptor, its estimated RTT from the reference),
-    #: shared by MaxRttFilter and ProximityWeigher, and by the requests
-    #: with an equal reference (see ``_estimates_from``).
+    #: shared by MaxRttFilter and ProximityWeigher. Between requests their
+    #: answers per group are kept instead (``per_group``, keyed by the
+    #: reference), so later requests rarely estimate at all.
     estimates: dict[str, tuple[PopDescriptor, RttEstimate]] = (
         dataclasses.field(default_factory=dict, compare=False, repr=False))
 
@@ -386,28 +387,6 @@ _PREFIXES: tuple[tuple[str, ...], PrefixTable] | None = None
 _CACHE: 'weakref.WeakKeyDictionary[object, tuple[dict, LocalityRequest]]' = (
     weakref.WeakKeyDictionary())
 _LOCK = threading.Lock()
-#: Reference -> the ``estimates`` of requests from an equal reference. An
-#: estimate depends only on the reference's and the PoP's fields, both
-#: frozen: an entry holds the very descriptor it was worked out for and is
-#: used for that object only, so a changed PoP (a new descriptor, from a
-#: new aggregate object) is estimated afresh.
-_ESTIMATES: dict[Reference, dict[str, tuple[PopDescriptor, RttEstimate]]] = {}
-_ESTIMATES_LIMIT = 256
-
-
-def _estimates_from(reference: Reference | None) -> dict:
-    """The estimates from ``reference`` worked out so far."""
-    if reference is None:
-        return {}
-    try:
-        estimates = _ESTIMATES.get(reference)
-    except TypeError:       # a reference with an unhashable field
-        return {}
-    if estimates is None:
-        if len(_ESTIMATES) >= _ESTIMATES_LIMIT:
-            _ESTIMATES.clear()
-        estimates = _ESTIMATES.setdefault(reference, {})
-    return estimates
 
 
 def prefix_table() -> PrefixTable:
@@ -486,7 +465,7 @@ def _build(spec_obj, raw: dict, host_states: Sequence) -> LocalityRequest:
     opts = CONF.discovery_scheduler
     return LocalityRequest(hints, directory, reference, same, different,
                            opts.rtt_error_weight, opts.max_trusted_error,
-                           index, estimates=_estimates_from(reference))
+                           index)
 
 
 def _server_pops(spec_obj, hint: str, servers: Sequence[str],

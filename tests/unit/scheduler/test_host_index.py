@@ -145,21 +145,14 @@ def test_a_filter_passing_every_host_hands_them_all_on():
     assert filter_.filter_all(hosts, spec({'pop': 'fra1'})) == hosts[1:]
 
 
-def test_estimates_are_shared_by_equal_references_per_descriptor():
+def test_estimates_are_kept_per_descriptor():
     near, far = pop('p0', 0), pop('p1', 30)
     moved = pop('p1', 60)       # p1 again, after its aggregate changed
     hosts = [FakeHostState('a', [aggregate(near)])]
     first = locality_request(spec({}), hosts)
     first_ref = Reference.of_pop(near, 'near=p0')
-    second_ref = Reference.of_pop(near, 'near=p0')
-    assert request_mod._estimates_from(first_ref) is (
-        request_mod._estimates_from(second_ref))
-    assert request_mod._estimates_from(
-        Reference.of_pop(far, 'near=p1')) is not (
-        request_mod._estimates_from(first_ref))
     request = type(first)(first.hints, first.directory, first_ref, None,
-                          frozenset(), 1.0, 1.0,
-                          estimates=request_mod._estimates_from(first_ref))
+                          frozenset(), 1.0, 1.0)
     assert request.estimate(far) == estimate_rtt(first_ref, far)
     # The same name, another descriptor: estimated afresh.
     assert request.estimate(moved) == estimate_rtt(first_ref, moved)
