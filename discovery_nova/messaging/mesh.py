@@ -679,7 +679,7 @@ class PeerMesh:
                     if (links and peer in ring and
                             links[0].last_keepalive < recent):
                         self._send_keepalive(links[0])
-                await self._watch()
+                self._watch()
                 await self._keep_neighbours()
             except Exception:
                 # The ticker must survive anything a round runs into.
@@ -692,7 +692,7 @@ class PeerMesh:
         return set(self.directory.watch_targets(self._watch_count) +
                    self.directory.watchers(self._watch_count))
 
-    async def _watch(self) -> None:
+    def _watch(self) -> None:
         """Keep links to the watched successors; declare dead one not heard
         from for ``registration_ttl``."""
         now = time.monotonic()
@@ -702,10 +702,12 @@ class PeerMesh:
         self._heard = {node: heard for node, heard in self._heard.items()
                        if self.directory.is_live(node)}
         for node in targets:
-            if self._link_to(node) is None:
+            if self._link_to(node) is None and node not in self._connecting:
                 # Opened past the bound if need be: ring links are what
-                # keeps every peer watched and the mesh connected.
-                await self._open(node)
+                # keeps every peer watched and the mesh connected. In the
+                # background: a black-holed address must not hold the
+                # tick (and the keepalives) for connect_timeout.
+                self.spawn(self._open(node))
             heard = max(self._heard.get(node, 0.0), self._watched[node])
             silent = time.monotonic() - heard
             # A peer whose own loop runs late (a starved process) has not
