@@ -149,6 +149,10 @@ class ShadowSync:
         self._known: dict[str, str] = {}
         #: uuid -> PoP of deletions not yet carried over.
         self._pending_deletes: dict[str, str] = {}
+        #: uuid -> PoP of servers forwarded from here since the last pass
+        #: began (under ``_watch_lock``): a record made and deleted between
+        #: two passes was never in ``_known``, yet its delete must travel.
+        self._forwarded_lately: dict[str, str] = {}
         #: PoPs seen alive at least once, so a PoP is never taken for
         #: dead before its conductor was ever heard of.
         self._seen_alive: set[str] = set()
@@ -193,6 +197,7 @@ class ShadowSync:
         """Poll ``uuid`` (forwarded to ``pop``) until it is built."""
         with self._watch_lock:
             self._watched[uuid] = (pop, time.monotonic())
+            self._forwarded_lately[uuid] = pop
         self._wake.set()
 
     def watched(self) -> dict[str, str]:
@@ -296,6 +301,10 @@ class ShadowSync:
         alive = self.manager.liveness.alive()
         self._seen_alive |= alive
         cctxt = records.cell_context(context, cell)
+        # Taken before the records are read: each of these is either read
+        # below or gone (deleted, or moved home) before the read.
+        with self._watch_lock:
+            lately, self._forwarded_lately = self._forwarded_lately, {}
         everything = _instances(cctxt)
         shadows = [i for i in everything
                    if records.SYSMETA_FORWARDED in i.system_metadata]
@@ -309,7 +318,7 @@ class ShadowSync:
                   (None, self.manager.pop_name)
                   and records.SYSMETA_FORWARDED not in
                   i.system_metadata]
-        self._carry_deletes(cctxt, {i.uuid for i in shadows})
+        self._carry_deletes(cctxt, {i.uuid for i in shadows}, lately)
         by_pop: dict[str, list] = {}
         for shadow in shadows:
             by_pop.setdefault(shadow.system_metadata[
@@ -325,8 +334,12 @@ class ShadowSync:
         self._fail_stuck_builds(cctxt, everything)
         self._reconcile_guests(cctxt, guests, alive)
 
-    def _carry_deletes(self, cctxt, present: set[str]) -> None:
-        for uuid, pop in self._known.items():
+    def _carry_deletes(self, cctxt, present: set[str],
+                       lately: dict[str, str]) -> None:
+        """Ask the PoP of each forwarded server no longer recorded here
+        to delete it: those seen at the last pass and those forwarded
+        since it began."""
+        for uuid, pop in {**lately, **self._known}.items():
             if uuid not in present:
                 self._pending_deletes[uuid] = pop
         for uuid, pop in list(self._pending_deletes.items()):

@@ -196,7 +196,17 @@ def test_no_server_is_left_behind(cloud, tempest_run):
     # Tempest waits for its servers to be gone at the PoP it asked; the
     # copies of forwarded ones go at their PoP a record pass later.
     before = tempest_run['before']
-    harness.wait_for(lambda: servers_left(cloud) == before,
-                     DELETE_SPREAD_TIMEOUT,
-                     'the servers tempest deleted to be gone at every PoP '
-                     '(servers before the run: %s)' % (before,))
+    seen = {}
+
+    def only_those_before():
+        seen['left'] = servers_left(cloud)
+        return seen['left'] == before
+
+    try:
+        harness.wait_for(only_those_before, DELETE_SPREAD_TIMEOUT,
+                         'the servers tempest deleted to be gone at every '
+                         'PoP')
+    except AssertionError as exc:
+        why = '%s; servers before the run: %s, at the end: %s\n%s' % (
+            exc, before, seen.get('left'), conductor_log_tails(cloud))
+        raise AssertionError(why) from None

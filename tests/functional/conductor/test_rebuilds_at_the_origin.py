@@ -219,6 +219,27 @@ class RebuildsAtTheOriginTest(nova_base.NovaFunctionalTestCase):
         self._delete_server(kept)
         self._delete_server(roamer)
 
+    def test_a_server_deleted_before_any_pass_saw_it_goes_where_it_ran(
+            self):
+        """Forwarded and deleted between two record passes: the next pass
+        still carries the delete to the PoP it ran at."""
+        self._boot('home-1')
+        self._boot('home-2')
+        body = self._build_server(name='brief', flavor_id=self.flavor_id,
+                                  networks='none')
+        brief = self.api.post_server({'server': body})
+        for _ in range(80):
+            found = self.api.get_server(brief['id'])
+            if found['OS-EXT-AZ:availability_zone'] == 'pb':
+                break
+            self._wait_a_little()
+        else:
+            self.fail('not forwarded to pb: %s' % found)
+        self.assertEqual({brief['id']: 'pb'}, self.peers.running)
+        self._delete_server(found)
+        self._pass()
+        self.assertEqual({}, self.peers.running)
+
     def _abandon_next_build(self):
         """The compute fails the next build, then placement fails to take
         its claim back: nova leaves the server in BUILD, no host nor task
