@@ -427,6 +427,35 @@ class PeerMesh:
         self.stats.messages_out += 1
         return await self._forward(env, came_from=None)
 
+    def deliver_now(self, dst: str, body: dict) -> bool | None:
+        """Send ``body`` to ``dst`` without yielding, over a direct link.
+
+        True when handed to the link, False when that failed as in
+        ``deliver``; None, with nothing done, when it needs waiting (no
+        direct link, or the link's write buffer is full): then ``deliver``
+        does it. Loop thread only.
+        """
+        link = self._link_to(dst)
+        if link is None:
+            return None
+        env = {'t': 'm', 'src': self.name, 'sa': self.address, 'dst': dst,
+               'h': 0, 'b': body}
+        try:
+            if not link.conn.send_nowait(env):
+                return None
+        except errors.MessageTooLarge as exc:
+            LOG.error('p2p peer %(me)s cannot send to %(dst)s: %(err)s',
+                      {'me': self.name, 'dst': dst, 'err': exc})
+            return False
+        except (errors.OverlayError, OSError) as exc:
+            LOG.debug('p2p peer %(me)s lost link to %(peer)s: %(err)s',
+                      {'me': self.name, 'peer': link.peer, 'err': exc})
+            self._drop_link(link)
+            return False
+        self.stats.messages_out += 1
+        link.last_used = time.monotonic()
+        return True
+
     async def _forward(self, env: dict, came_from: str | None) -> bool:
         dst = env['dst']
         link = self._link_to(dst)

@@ -95,6 +95,9 @@ class Node:
         self._waiters: dict[str, handoff.CrossQueue] = {}
         self._rr = collections.defaultdict(itertools.count)
         self._held: list[_Held] = []
+        #: Sends waiting in tasks (loop thread): while any does, a new
+        #: message waits its turn in a task too instead of overtaking.
+        self._sending = 0
         self._backlog: dict[tuple[str, str], collections.deque] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = None
@@ -262,15 +265,52 @@ class Node:
                 if node == self.name:
                     self._on_body(self.name, body)
                 else:
-                    self._spawn(self._mesh.deliver(node, body))
+                    self._send(node, body)
             return
         key = ('rpc', exchange, topic, server or '')
-        self._spawn(self._deliver_one(key, body, deadline))
+        self._route_one(key, body, deadline)
 
-    async def _deliver_one(self, key: Key, body: dict,
-                           deadline: float) -> bool:
-        """Hand ``body`` to one subscriber of ``key``; hold it otherwise."""
-        if await self._try_one(key, body):
+    def _send_now(self, node: str, body: dict) -> bool | None:
+        """``PeerMesh.deliver_now`` while no message waits in a task, so
+        that messages leave in the order they were routed."""
+        if self._sending:
+            return None
+        return self._mesh.deliver_now(node, body)
+
+    def _spawn_send(self, coro) -> None:
+        """Run a sending coroutine in a task, counted in ``_sending``."""
+        self._sending += 1
+        self._mesh.spawn(coro).add_done_callback(self._sent)
+
+    def _sent(self, task) -> None:
+        self._sending -= 1
+
+    def _send(self, node: str, body: dict) -> None:
+        """Send ``body`` to peer ``node``: at once if its link is idle,
+        else in a task of its own."""
+        if self._send_now(node, body) is None:
+            self._spawn_send(self._mesh.deliver(node, body))
+
+    def _route_one(self, key: Key, body: dict, deadline: float) -> None:
+        """Hand ``body`` to one subscriber of ``key``: at once when the
+        first in turn is here or has an idle link (most messages), else
+        in a task that tries each in turn and holds it if none takes it."""
+        nodes = self._candidates(key, shared=True)
+        if nodes and not self._sending:
+            if nodes[0] == self.name:
+                if self._deliver_local(key, body):
+                    return
+            elif self._send_now(nodes[0], body):
+                return
+        self._spawn_send(self._deliver_one(key, body, deadline, nodes))
+
+    async def _deliver_one(self, key: Key, body: dict, deadline: float,
+                           nodes: list[str] | None = None) -> bool:
+        """Hand ``body`` to one subscriber of ``key``; hold it otherwise.
+
+        ``nodes``: the candidates in turn for the first try, if already
+        taken (taking them advances the turn)."""
+        if await self._try_one(key, body, nodes):
             return True
         self.stats.held += 1
 
@@ -280,8 +320,11 @@ class Node:
         self._held.append(_Held(deadline, retry))
         return False
 
-    async def _try_one(self, key: Key, body: dict) -> bool:
-        for node in self._candidates(key, shared=True):
+    async def _try_one(self, key: Key, body: dict,
+                       nodes: list[str] | None = None) -> bool:
+        if nodes is None:
+            nodes = self._candidates(key, shared=True)
+        for node in nodes:
             if node == self.name:
                 if self._deliver_local(key, body):
                     return True
@@ -294,7 +337,7 @@ class Node:
         if dst == self.name:
             self._on_body(dst, body)
         else:
-            self._spawn(self._mesh.deliver(dst, body))
+            self._send(dst, body)
 
     def _route_notification(self, body: dict) -> None:
         pools = self._mesh.directory.qualifiers('notify', body['x'],
