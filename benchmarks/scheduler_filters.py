@@ -16,11 +16,14 @@ take around plugins that do nothing reported beside it.
 Quality: PoPs and clients are nodes of the shipped PlanetLab RTT matrix
 (490 real nodes). Coordinates are fitted to the matrix with the Vivaldi code
 the agents run; each client enters at the PoP its prefix maps to (its
-nearest by measurement) and asks for ``near_ip=<its address>``; some PoPs
-and hosts are full. The full stack (Nova's defaults, ours, RAM weigher)
-picks a host; the figure is the mean measured RTT from the client to the
-chosen host's PoP over the mean RTT to the nearest PoP that had room
-(target <= 1.05).
+nearest by measurement) and asks for ``near_ip=<its address>``; each PoP
+publishes the RTTs it measured to its nearest PoPs and to the client
+prefixes of itself and of its nearest PoPs, through the aggregate metadata
+the agent's descriptor writes; some PoPs and hosts are full. The full stack
+(Nova's defaults, ours, RAM weigher) picks a host; the figure is the mean
+measured RTT from the client to the chosen host's PoP over the mean RTT to
+the nearest PoP that had room (target <= 1.05), beside the entry-PoP
+oracle: the best a ranking from the entry PoP alone could do.
 """
 
 import argparse
@@ -305,7 +308,8 @@ def combine(runs: list[dict]) -> dict:
 
 def bench_quality(rng: random.Random, pop_count: int = 100,
                   full_pop_share: float = 0.3, full_host_share: float = 0.2,
-                  rounds: int = 1000, near: int = 8) -> dict:
+                  rounds: int = 1000, near: int = 8, probe_pops: int = 8,
+                  probe_limit: int = 64) -> dict:
     topo = PlanetLabTopology()
     nodes = list(range(topo.size))
     rng.shuffle(nodes)
@@ -314,22 +318,34 @@ def bench_quality(rng: random.Random, pop_count: int = 100,
     fitted = fit_coordinates(topo.rtt, list(range(topo.size)),
                              rounds=rounds, seed=rng.randrange(1 << 30))
     # Each PoP's agent probes its nearest PoPs and publishes those RTTs.
-    pops = [PopDescriptor(topo.names[n], fitted[n][0], fitted[n][1],
-                          measured_rtt={
-                              topo.names[m]: round(topo.rtt(n, m), 2)
-                              for m in sorted(
-                                  (m for m in pop_nodes if m != n),
-                                  key=lambda m: topo.rtt(n, m))[:near]})
-            for n in pop_nodes]
-    node_of = {topo.names[n]: n for n in pop_nodes}
+    nearest_pops = {n: sorted((m for m in pop_nodes if m != n),
+                              key=lambda m: topo.rtt(n, m))[:near]
+                    for n in pop_nodes}
     # Clients reach the PoP their prefix maps to: their nearest.
     prefixes, client_ip, entry = [], {}, {}
+    prefixes_of = {n: [] for n in pop_nodes}
     for k, client in enumerate(clients):
         net = ipaddress.ip_network('10.%d.%d.0/24' % (k // 256, k % 256))
         nearest = min(pop_nodes, key=lambda p: topo.rtt(client, p))
         prefixes.append('%s=%s' % (net, topo.names[nearest]))
         client_ip[client] = str(net.network_address + 7)
         entry[client] = topo.names[nearest]
+        prefixes_of[nearest].append((str(net), client))
+    # ... and the client prefixes of itself and of those PoPs, as the
+    # agent's client prober does (client_probe_pops = near, at most
+    # client_probe_limit prefixes, its own first): the RTT from the PoP
+    # node to the client node is what its TCP connect would measure.
+    pops = []
+    for n in pop_nodes:
+        probed = [target for m in [n, *nearest_pops[n][:probe_pops]]
+                  for target in prefixes_of[m]][:probe_limit]
+        pops.append(PopDescriptor(
+            topo.names[n], fitted[n][0], fitted[n][1],
+            measured_rtt={topo.names[m]: round(topo.rtt(n, m), 2)
+                          for m in nearest_pops[n]},
+            client_rtt={net: round(topo.rtt(n, client), 2)
+                        for net, client in probed}))
+    node_of = {topo.names[n]: n for n in pop_nodes}
     CONF.set_override('client_prefixes', prefixes,
                       group='discovery_scheduler')
     fh, wh, nova_default, ram, ours_f, ours_w = load_plugins()
@@ -381,6 +397,9 @@ def bench_quality(rng: random.Random, pop_count: int = 100,
                 errors.append(abs(fitted[i][0].distance(fitted[j][0]) -
                                   measured) / measured)
     return {'pops': pop_count, 'rounds': rounds, 'near': near,
+            'probe_pops': probe_pops, 'probe_limit': probe_limit,
+            'client_rtts': statistics.mean(len(p.client_rtt) for p in pops),
+            'client_rtts_max': max(len(p.client_rtt) for p in pops),
             'median_estimate': statistics.median(e for _, e in fitted),
             'median_error': statistics.median(errors),
             'clients': summarise(from_clients),
@@ -450,9 +469,12 @@ def assessment(costs: list[dict], qualities: list[dict]) -> list[str]:
     lines.append(
         '* Mean RTT to the chosen host <= 1.05 x best feasible: requesters '
         'at PoPs **%s** (at most %.3f over %d seeds); clients behind a '
-        'prefix **%s** (at most %.3f), where the best any ranking from '
-        'the entry PoP can do is %.3f: the gap is what the scheduler '
-        'cannot know, where the client sits behind its PoP.' % (
+        'prefix (`near_ip`) **%s** (at most %.3f), ranked by the RTTs the '
+        "PoPs around the client's PoP measured to its prefix "
+        '(`discovery_client_rtt:<CIDR>`). The best any ranking from the '
+        'entry PoP alone can do (the entry-PoP oracle) is %.3f: it cannot '
+        'know where the client sits behind its PoP, which the '
+        'measurements tell.' % (
             'met' if at_pops <= 1.05 else 'not met', at_pops,
             len(qualities), 'met' if clients <= 1.05 else 'not met',
             clients, oracle))
@@ -656,21 +678,34 @@ def render(costs: list[dict], qualities: list[dict],
         'matrix, %d rounds of one random and one near sample per node '
         '(median error estimate %.2f, median measured relative error %.2f).'
         ' Each PoP publishes the RTTs its agent measured to its %d nearest '
-        'PoPs (`discovery_rtt`). Per request 30 %% of the PoPs are full '
+        'PoPs (`discovery_rtt`) and, as its client prober does, to the '
+        'client prefixes of itself and of its %d nearest PoPs, at most %d '
+        '(`discovery_client_rtt:<CIDR>`, %.1f prefixes per PoP on average, '
+        'at most %d): the matrix RTT from the PoP node to the client node '
+        'stands for the TCP connect time, written through '
+        '`PopDescriptor.to_metadata` into the aggregate metadata the '
+        'scheduler reads. Per request 30 %% of the PoPs are full '
         'and 20 %% of the other hosts too; the full stack (Nova defaults, '
         'ours, RAM weigher) picks the host. One row per seed (which nodes '
         'are PoPs, which are full).' % (
             q['pops'], HOSTS_PER_POP, q['clients']['requests'],
             q['rounds'], q['median_estimate'], q['median_error'],
-            q['near']),
+            q['near'], q['probe_pops'], q['probe_limit'], q['client_rtts'],
+            q['client_rtts_max']),
         '',
         '* *clients*: a client node asks `near_ip=<its address>`; its '
         'prefix maps to its nearest PoP, where the request enters.',
         '* *requesters at PoPs*: a user at a PoP asks without a hint.',
         '* *oracle from entry PoP*: the best any ranking from the entry PoP '
-        'can do (measured RTTs instead of estimates); for clients it is '
-        'above 1 because the scheduler knows the entry PoP, not where the '
-        'client is behind it.',
+        'alone can do (measured RTTs from the entry PoP instead of '
+        'estimates, nothing measured to the client); for clients it is '
+        'above 1 because it knows the entry PoP, not where the client is '
+        'behind it. It was the bound of the scheduler before PoPs measured '
+        'client prefixes; the client ratio is now %s.' % (
+            'below it in every seed' if all(
+                q['clients']['ratio'] < q['clients']['oracle_ratio']
+                for q in qualities) else
+            'not below it in every seed'),
         '',
         '| requesters | seed | requests | mean RTT to chosen host | mean RTT '
         'to best feasible host | ratio (target <= 1.05) | oracle from '
@@ -704,6 +739,13 @@ def main(argv: list[str] | None = None) -> int:
                         help='Vivaldi rounds when fitting coordinates')
     parser.add_argument('--near', type=int, default=8,
                         help='measured RTTs each PoP publishes')
+    parser.add_argument('--client-probe-pops', type=int, default=8,
+                        help='nearest PoPs whose client prefixes each PoP '
+                             'also probes ([discovery_overlay] '
+                             'client_probe_pops)')
+    parser.add_argument('--client-probe-limit', type=int, default=64,
+                        help='client prefixes each PoP probes at most '
+                             '([discovery_overlay] client_probe_limit)')
     parser.add_argument('--seed', type=int, default=1,
                         help='seed of the cost scenario')
     parser.add_argument('--quality-seeds', type=int, nargs='+',
@@ -748,7 +790,9 @@ def main(argv: list[str] | None = None) -> int:
     qualities = []
     for seed in args.quality_seeds:
         quality = bench_quality(random.Random(seed), pop_count=args.pops,
-                                rounds=args.rounds, near=args.near)
+                                rounds=args.rounds, near=args.near,
+                                probe_pops=args.client_probe_pops,
+                                probe_limit=args.client_probe_limit)
         quality['seed'] = seed
         qualities.append(quality)
         for key in ('clients', 'at_pops'):
@@ -759,8 +803,10 @@ def main(argv: list[str] | None = None) -> int:
                       seed, key, r['requests'], r['mean_chosen'],
                       r['mean_best'], r['ratio'], r['oracle_ratio'],
                       r['exact'] * 100, r['entry_full'], r['moved_ratio']))
-        print('coordinates: median error estimate %.2f, measured %.2f' % (
-            quality['median_estimate'], quality['median_error']))
+        print('coordinates: median error estimate %.2f, measured %.2f; '
+              'client prefixes measured per PoP: %.1f on average, at most '
+              '%d' % (quality['median_estimate'], quality['median_error'],
+                      quality['client_rtts'], quality['client_rtts_max']))
     if not args.no_write:
         with open(OUT, 'w') as stream:
             stream.write(render(costs, qualities, sys.argv[1:], revision))

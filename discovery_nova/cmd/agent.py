@@ -4,12 +4,14 @@ With ``--query KIND`` it asks the running agent of the same configuration
 instead (``status``, ``nearest``, ``locate``, ``put``) and prints the JSON
 answer: the operator's view into the overlay.
 
-Reads ``[discovery]`` (the PoP's name and tags) and ``[discovery_overlay]``
-from ``--config-file``, turns them into ``AgentParams`` and runs an
-``OverlayAgent`` on an asyncio loop. SIGTERM and SIGINT leave membership and
-close every socket before exiting. A configuration the agent cannot run
-with (no or short deployment key, an unusable membership URL, a port in
-use) ends it at once with one line naming the problem and exit status 2
+Reads ``[discovery]`` (the PoP's name and tags), ``[discovery_overlay]``
+and the client prefix table of ``[discovery_scheduler]`` (for the client
+prefixes it probes) from ``--config-file``, turns them into
+``AgentParams`` and runs an ``OverlayAgent`` on an asyncio loop. SIGTERM
+and SIGINT leave membership and close every socket before exiting. A
+configuration the agent cannot run with (no or short deployment key, an
+unusable membership URL, a malformed client probe target, a port in use)
+ends it at once with one line naming the problem and exit status 2
 (configuration) or 1 (start-up).
 """
 
@@ -24,10 +26,15 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 import discovery_nova.conf
+from discovery_nova.locality.prefixes import PrefixTable
+from discovery_nova.locality.prefixes import PrefixTableError
 from discovery_nova.overlay.agent import QUERY_KINDS
 from discovery_nova.overlay.agent import AgentParams
 from discovery_nova.overlay.agent import OverlayAgent
 from discovery_nova.overlay.agent import query
+from discovery_nova.overlay.client_probe import ClientProbeError
+from discovery_nova.overlay.client_probe import ClientTarget
+from discovery_nova.overlay.client_probe import parse_client_probes
 from discovery_nova.overlay.coordinates import VivaldiParams
 from discovery_nova.overlay.errors import MembershipUnavailable
 from discovery_nova.overlay.errors import OverlayError
@@ -105,6 +112,35 @@ def _read_emulated_rtts(path: str | None) -> dict[str, float] | None:
     return {k: float(v) for k, v in table.items()}
 
 
+def _client_targets(conf: cfg.ConfigOpts) -> tuple[ClientTarget, ...]:
+    """``[discovery_overlay] client_probes``, each with the PoP its prefix
+    maps to in ``[discovery_scheduler] client_prefixes``."""
+    items = conf.discovery_overlay.client_probes
+    if not items:
+        return ()
+    try:
+        table = PrefixTable.parse(conf.discovery_scheduler.client_prefixes)
+    except PrefixTableError as exc:
+        raise ConfigProblem('[discovery_scheduler] client_prefixes: %s'
+                            % exc) from None
+    try:
+        parsed = parse_client_probes(items)
+    except ClientProbeError as exc:
+        raise ConfigProblem('[discovery_overlay] client_probes: %s'
+                            % exc) from None
+    targets = []
+    for network, (host, port) in parsed.items():
+        pop = table.pop_of(network)
+        if pop is None:
+            raise ConfigProblem(
+                '[discovery_overlay] client_probes: %s is not a prefix of '
+                '[discovery_scheduler] client_prefixes; expected each '
+                'probed CIDR to be exactly one of its CIDR=PoP entries'
+                % network)
+        targets.append(ClientTarget(str(network), pop, host, port))
+    return tuple(targets)
+
+
 def build_params(conf: cfg.ConfigOpts) -> AgentParams:
     """``AgentParams`` from the parsed configuration, or ConfigProblem."""
     overlay = conf.discovery_overlay
@@ -152,6 +188,10 @@ def build_params(conf: cfg.ConfigOpts) -> AgentParams:
             # joining again, which the other agents briefly see.
             publish_interval=max(60.0, 30 * overlay.probe_interval),
             emulated_rtt_ms=_read_emulated_rtts(conf.emulated_rtt_file),
+            client_probes=_client_targets(conf),
+            client_probe_pops=overlay.client_probe_pops,
+            client_probe_limit=overlay.client_probe_limit,
+            client_probe_interval=overlay.client_probe_interval,
         )
     except ValueError as exc:
         raise ConfigProblem(str(exc)) from None

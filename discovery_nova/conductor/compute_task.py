@@ -34,6 +34,7 @@ from discovery_nova.conductor import records
 from discovery_nova.conductor.portable import portable
 from discovery_nova.locality import hints as hints_mod
 from discovery_nova.locality.hints import HintError
+from discovery_nova.locality.reference import client_measurements
 
 LOG = logging.getLogger(__name__)
 CONF = nova.conf.CONF
@@ -262,20 +263,26 @@ class ForwardingComputeTaskManager(nova_manager.ComputeTaskManager):
         if parsed.pops is not None:
             return None
         reference = None
+        # PoPs that measured the RTT to a near_ip client's prefix: the
+        # plan ranks them by it (resolve_reference), so they are searched.
+        measured: frozenset[str] = frozenset()
         if parsed.near is not None:
             reference = parsed.near
             if reference not in pops:
                 return None  # a host; or unknown, which the plan refuses
         elif parsed.near_ip is not None:
             reference = prefix_table().lookup(parsed.near_ip)
+            measured = frozenset(client_measurements(
+                pops, prefix_table(), parsed.near_ip))
         if reference is None or reference == self.pop_name:
-            return self.neighbours.names()
+            names = self.neighbours.names()
+            return None if names is None else names | measured
         coordinate = pops[reference].coordinate if reference in pops \
             else None
         if coordinate is None:
             return None
         found = self.neighbours.near_point(reference, coordinate.to_wire())
-        return None if found is None else found | {reference}
+        return None if found is None else found | {reference} | measured
 
     def schedule_and_build_instances(self, context, build_requests,
                                      request_specs, image, admin_password,

@@ -488,8 +488,100 @@ Related options:
 """),
 ]
 
+client_probe_opts = [
+    cfg.ListOpt(
+        'client_probes',
+        default=[],
+        help="""
+Probe targets of client prefixes: where the agent measures its RTT to the
+clients of a prefix, by the time a TCP connection to the target takes.
+
+The agent probes the prefixes of ``[discovery_scheduler] client_prefixes``
+that map to its own PoP or to one of its ``client_probe_pops`` nearest
+PoPs and have a target here, and publishes the smoothed RTTs in its PoP
+aggregate (``discovery_client_rtt:<CIDR>``), where a ``near_ip`` request
+of that prefix finds them. A target should be a host inside the prefix
+that accepts TCP connections on that port (a resolver, a web server, a
+customer edge router); the agent only connects and closes, and needs no
+privileges. A target that cannot be reached is logged once and publishes
+nothing for its prefix. Prefixes without a target are ranked by the
+coordinates of the PoP they map to, as before.
+
+Possible values:
+
+* A comma-separated list of ``CIDR=host:port`` entries, each CIDR exactly
+  one of ``[discovery_scheduler] client_prefixes``, an IPv6 host in
+  brackets, e.g.
+  ``192.0.2.0/24=192.0.2.53:53,2001:db8::/32=[2001:db8::80]:443``.
+* Empty (the default): client prefixes are not probed.
+
+Related options:
+
+* ``[discovery_scheduler] client_prefixes``
+* ``client_probe_pops``, ``client_probe_limit``, ``client_probe_interval``
+* ``probe_timeout``
+"""),
+    cfg.IntOpt(
+        'client_probe_pops',
+        default=8,
+        min=0,
+        max=64,
+        help="""
+Of how many of its nearest PoPs (the overlay's near set) the agent also
+probes the client prefixes, besides those of its own PoP.
+
+When the PoP a client's prefix maps to is full, the scheduler looks for
+the next nearest PoP to the client; the PoPs around it measure the prefix
+for that. 0 probes only the prefixes of the agent's own PoP.
+
+Possible values:
+
+* An integer from 0 to 64.
+
+Related options:
+
+* ``client_probes``, ``client_probe_limit``
+"""),
+    cfg.IntOpt(
+        'client_probe_limit',
+        default=64,
+        min=1,
+        max=256,
+        help="""
+Most client prefixes one agent probes and publishes (one aggregate metadata
+key each): those of its own PoP first, then those of its nearest PoPs,
+nearest first.
+
+Possible values:
+
+* An integer from 1 to 256.
+
+Related options:
+
+* ``client_probe_pops``
+"""),
+    cfg.FloatOpt(
+        'client_probe_interval',
+        default=30.0,
+        min=1.0,
+        max=3600.0,
+        help="""
+Seconds between two probes of the same client prefix. The published RTT is
+the median of the last five samples; one not refreshed by a sample for
+five intervals is withdrawn.
+
+Possible values:
+
+* A number of seconds from 1 to 3600.
+
+Related options:
+
+* ``client_probes``, ``probe_timeout``
+"""),
+]
+
 ALL_OPTS = (agent_opts + coordinates_opts + spiral_opts + routing_opts +
-            membership_opts + supervision_opts)
+            membership_opts + supervision_opts + client_probe_opts)
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:

@@ -4,10 +4,17 @@ Nova host aggregate metadata is a flat string-to-string map (keys and values
 at most 255 characters), so each field of a descriptor has its own key;
 ``to_metadata`` and ``from_metadata`` are exact inverses for well-formed
 values and name the key, the value and the expected form otherwise.
+
+The RTTs the PoP's agent measured to client prefixes take one key per
+prefix, ``discovery_client_rtt:<CIDR>`` with the ``/`` written ``_``
+(nova allows letters, digits and ``-_:. `` in keys): a PoP probes a few
+dozen prefixes, more than one 255-character value holds, and
+``openstack aggregate show`` then lists them one per line.
 """
 
 from collections.abc import Mapping
 import dataclasses
+import ipaddress
 import math
 import re
 
@@ -24,6 +31,8 @@ KEY_IMAGES = 'discovery_images'
 KEY_FREE_RAM = 'discovery_free_ram_mb'
 KEY_FREE_VCPUS = 'discovery_free_vcpus'
 KEY_RTT = 'discovery_rtt'
+#: Prefix of the keys of client RTTs: ``discovery_client_rtt:192.0.2.0_24``.
+KEY_CLIENT_RTT = 'discovery_client_rtt:'
 
 METADATA_KEYS = (KEY_POP, KEY_COORD, KEY_ERROR, KEY_TAGS, KEY_RENEWABLE,
                  KEY_PUE, KEY_IMAGES, KEY_FREE_RAM, KEY_FREE_VCPUS, KEY_RTT)
@@ -70,6 +79,12 @@ class PopDescriptor:
     #: probes those peers anyway.
     measured_rtt: dict[str, float] = dataclasses.field(
         default_factory=dict, hash=False)
+    #: RTTs in ms the PoP's agent measured to a probe address of client
+    #: prefixes (``[discovery_overlay] client_probes``), by the prefix in
+    #: its canonical CIDR form: where a ``near_ip`` client sits, which the
+    #: prefix table alone cannot tell.
+    client_rtt: dict[str, float] = dataclasses.field(
+        default_factory=dict, hash=False)
 
     def has_tag(self, tag: str) -> bool:
         """True when ``tag`` is one of the tags, or ``key`` of a key:value.
@@ -104,6 +119,8 @@ class PopDescriptor:
             meta[KEY_RTT] = ','.join(
                 '%s:%s' % (name, _num(rtt))
                 for name, rtt in sorted(self.measured_rtt.items()))
+        for prefix, rtt in self.client_rtt.items():
+            meta[client_rtt_key(prefix)] = _num(rtt)
         return meta
 
     @classmethod
@@ -129,7 +146,19 @@ class PopDescriptor:
             free_ram_mb=_int(meta, KEY_FREE_RAM),
             free_vcpus=_int(meta, KEY_FREE_VCPUS),
             measured_rtt=_measured(meta.get(KEY_RTT)),
+            client_rtt=_client_rtts(meta),
         )
+
+
+def is_metadata_key(key: str) -> bool:
+    """Whether ``key`` is one of ours (``AggregateSync`` removes those the
+    descriptor no longer has)."""
+    return key in METADATA_KEYS or key.startswith(KEY_CLIENT_RTT)
+
+
+def client_rtt_key(prefix: str) -> str:
+    """``discovery_client_rtt:192.0.2.0_24`` for ``192.0.2.0/24``."""
+    return KEY_CLIENT_RTT + prefix.replace('/', '_')
 
 
 def _num(value: float) -> str:
@@ -215,4 +244,27 @@ def _measured(text: str | None) -> dict[str, float]:
                 not math.isfinite(rtt) or rtt < 0):
             raise PopMetadataError(KEY_RTT, text, expected)
         measured[name] = rtt
+    return measured
+
+
+def _client_rtts(meta: Mapping[str, str]) -> dict[str, float]:
+    expected = ('a key discovery_client_rtt:<network>_<prefix length> of a '
+                'network in canonical form (e.g. '
+                'discovery_client_rtt:192.0.2.0_24) with a number of '
+                'milliseconds >= 0')
+    measured = {}
+    for key, text in meta.items():
+        if not key.startswith(KEY_CLIENT_RTT):
+            continue
+        address, sep, length = key[len(KEY_CLIENT_RTT):].rpartition('_')
+        try:
+            network = ipaddress.ip_network('%s/%s' % (address, length))
+            rtt = float(text)
+        except (TypeError, ValueError):
+            raise PopMetadataError(key, text, expected) from None
+        prefix = str(network)
+        if (not sep or client_rtt_key(prefix) != key or
+                not math.isfinite(rtt) or rtt < 0):
+            raise PopMetadataError(key, text, expected)
+        measured[prefix] = rtt
     return measured

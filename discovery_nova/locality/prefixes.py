@@ -23,14 +23,16 @@ class PrefixTable:
     """Longest-prefix match from client addresses to PoP names."""
 
     def __init__(self, entries: Iterable[tuple[Network, str]] = ()):
-        # {(version, prefixlen): {network address int: pop}}
-        self._by_len: dict[tuple[int, int], dict[int, str]] = {}
+        # {(version, prefixlen): {network address int: (network, pop)}}
+        self._by_len: dict[tuple[int, int],
+                           dict[int, tuple[Network, str]]] = {}
         for network, pop in entries:
             self.add(network, pop)
 
     def add(self, network: Network, pop: str) -> None:
         key = (network.version, network.prefixlen)
-        self._by_len.setdefault(key, {})[int(network.network_address)] = pop
+        self._by_len.setdefault(key, {})[int(network.network_address)] = (
+            network, pop)
         self._lengths = sorted(self._by_len, key=lambda k: -k[1])
 
     @classmethod
@@ -60,15 +62,26 @@ class PrefixTable:
     def __len__(self) -> int:
         return sum(len(v) for v in self._by_len.values())
 
-    def lookup(self, address: Address) -> str | None:
-        """PoP of the longest prefix holding ``address``, or None."""
+    def pop_of(self, network: Network) -> str | None:
+        """PoP of exactly ``network`` (not of a prefix holding it)."""
+        entry = self._by_len.get((network.version, network.prefixlen), {}
+                                 ).get(int(network.network_address))
+        return entry[1] if entry is not None else None
+
+    def match(self, address: Address) -> tuple[Network, str] | None:
+        """The longest prefix holding ``address`` and its PoP, or None."""
         value = int(address)
         width = address.max_prefixlen
         for version, length in getattr(self, '_lengths', ()):
             if version != address.version:
                 continue
             masked = value >> (width - length) << (width - length)
-            pop = self._by_len[(version, length)].get(masked)
-            if pop is not None:
-                return pop
+            entry = self._by_len[(version, length)].get(masked)
+            if entry is not None:
+                return entry
         return None
+
+    def lookup(self, address: Address) -> str | None:
+        """PoP of the longest prefix holding ``address``, or None."""
+        entry = self.match(address)
+        return entry[1] if entry is not None else None

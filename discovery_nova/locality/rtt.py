@@ -13,6 +13,15 @@ its nearest PoPs), the measurement is used instead of the coordinates, with
 the small error of repeated probes. Since a PoP publishes its *nearest*
 PoPs, one it does not list is farther than all it lists: an estimate from a
 reference PoP is never below the largest RTT that PoP measured.
+
+A ``near_ip`` client is at an unknown place behind the PoP its prefix maps
+to; PoPs near that one measure RTTs to a probe address of the prefix
+(``PopDescriptor.client_rtt``). Such a measurement is the client's RTT to
+that PoP and comes first. A PoP that measured none is estimated from the
+mapped PoP as above plus the RTT the mapped PoP measured to the client: the
+client is behind its PoP, and without that leg every unmeasured PoP would
+look nearer than the measured ones, whose RTTs include it (the triangle
+inequality makes the sum an upper bound, as ``max_rtt_ms`` wants).
 """
 
 from collections.abc import Mapping
@@ -38,13 +47,20 @@ class Reference:
         default_factory=dict, hash=False)
     #: PoPs missing from ``measured`` are at least this far (ms).
     farther_than: float = 0.0
+    #: For a client behind ``pop_name``: RTTs (ms) PoPs measured to the
+    #: client's prefix, by PoP name; they override every other estimate.
+    client_measured: Mapping[str, float] = dataclasses.field(
+        default_factory=dict, hash=False)
 
     @classmethod
-    def of_pop(cls, pop: PopDescriptor, source: str = '') -> 'Reference':
+    def of_pop(cls, pop: PopDescriptor, source: str = '',
+               client_measured: Mapping[str, float] | None = None
+               ) -> 'Reference':
         measured = pop.measured_rtt
         return cls(pop.coordinate, pop.error, pop.name,
                    source or 'PoP %s' % pop.name, measured,
-                   max(measured.values(), default=0.0))
+                   max(measured.values(), default=0.0),
+                   client_measured or {})
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -76,6 +92,18 @@ def pair_error(error_a: float, error_b: float) -> float:
 
 def estimate_rtt(reference: Reference, pop: PopDescriptor) -> RttEstimate:
     """Estimated RTT from ``reference`` to ``pop``."""
+    if reference.client_measured:
+        measured = reference.client_measured.get(pop.name)
+        if measured is not None:
+            return RttEstimate(measured, MEASURED_ERROR)
+        behind = reference.client_measured.get(reference.pop_name, 0.0)
+        estimate = _estimate_from_pop(reference, pop)
+        return RttEstimate(behind + estimate.rtt_ms, estimate.error)
+    return _estimate_from_pop(reference, pop)
+
+
+def _estimate_from_pop(reference: Reference,
+                       pop: PopDescriptor) -> RttEstimate:
     if reference.pop_name is not None:
         if reference.pop_name == pop.name:
             return SAME_POP

@@ -12,7 +12,10 @@ code as in simulation:
 * ``SpiralService`` answers and starts nearest-peer searches;
 * ``RingRouter`` and ``Locator`` route keys on the identifier ring;
 * a membership backend (tooz by default) tells every service of joins and
-  leaves; the agent publishes its coordinate in its membership record.
+  leaves; the agent publishes its coordinate in its membership record;
+* a ``ClientProber`` times TCP connections to the client prefixes of its
+  PoP and of its nearest PoPs (``status()`` reports them as
+  ``client_rtt``, the PoP descriptor's ``client_rtt``).
 
 One TCP port carries overlay messages from other agents and a small query
 interface for operators and tests (``status``, ``nearest``, ``locate``,
@@ -37,6 +40,8 @@ from typing import Any
 from oslo_log import log as logging
 
 from discovery_nova.overlay import wire
+from discovery_nova.overlay.client_probe import ClientProber
+from discovery_nova.overlay.client_probe import ClientTarget
 from discovery_nova.overlay.coordinates import Coordinate
 from discovery_nova.overlay.coordinates import VivaldiNode
 from discovery_nova.overlay.coordinates import VivaldiParams
@@ -116,6 +121,13 @@ class AgentParams:
     #: once, so silent or slow clients cannot pile up (each waits up to
     #: ``request_timeout`` before it is dropped).
     max_pending_handshakes: int = 64
+    #: Client prefixes with a probe target, each with the PoP it maps to;
+    #: the agent probes those of its PoP and of its
+    #: ``client_probe_pops`` nearest, at most ``client_probe_limit``.
+    client_probes: tuple[ClientTarget, ...] = ()
+    client_probe_pops: int = 8
+    client_probe_limit: int = 64
+    client_probe_interval: float = 30.0
     #: Tests only: emulated RTT in ms to each peer name. Every datagram
     #: and message to that peer is held back for half of it, so loopback
     #: agents see WAN-like distances.
@@ -307,6 +319,12 @@ class OverlayAgent:
                                rng=self.rng)
         self.ring.on_neighbours_changed = self._successors_changed
         self.locator = Locator(self.ring, params.locator)
+        self.client_prober = ClientProber(
+            params.client_probes, self.name,
+            lambda: [p.peer.name for p in self.spiral.near_peers()],
+            pops=params.client_probe_pops, limit=params.client_probe_limit,
+            interval=params.client_probe_interval,
+            timeout=params.probe_timeout)
         self.membership = membership or load_membership(
             params.membership_backend, url=params.membership_url,
             group=params.membership_group,
@@ -372,6 +390,8 @@ class OverlayAgent:
         supervisor.add('vivaldi', self._probe_loop)
         supervisor.add('spiral-refresh', self._refresh_loop)
         supervisor.add('publish', self._publish_loop)
+        if params.client_probes:
+            supervisor.add('client-probes', self.client_prober.run)
         supervisor.start()
         LOG.info('Overlay agent %(name)s serving on %(addr)s',
                  {'name': self.name, 'addr': self.me.address})
@@ -767,6 +787,7 @@ class OverlayAgent:
             'near': [[p.peer.name, p.distance]
                      for p in self.spiral.near_peers()],
             'recent_probes': [list(sample) for sample in self.probe_log],
+            'client_rtt': self.client_prober.measurements(),
             'successors': [p.name for p in self.ring.successors],
             'predecessor': (self.ring.predecessor.name
                             if self.ring.predecessor else None),

@@ -21,8 +21,8 @@ import dataclasses
 from oslo_log import log as logging
 
 from discovery_nova.locality.pop import KEY_POP
-from discovery_nova.locality.pop import METADATA_KEYS
 from discovery_nova.locality.pop import PopDescriptor
+from discovery_nova.locality.pop import is_metadata_key
 
 LOG = logging.getLogger(__name__)
 
@@ -67,7 +67,8 @@ class AggregateSync:
         """Create or update the aggregate of ``pop``; add missing hosts.
 
         Keys of ours the descriptor no longer has (say an image dropped from
-        the cache) are removed; hosts are only added, never removed, as a
+        the cache, or a client prefix the agent no longer measures) are
+        removed; hosts are only added, never removed, as a
         host may leave a PoP only by an admin's decision.
         """
         aggregate = self.find(pop.name)
@@ -85,8 +86,8 @@ class AggregateSync:
         changes: dict[str, str | None] = {
             key: value for key, value in wanted.items()
             if current.get(key) != value}
-        changes.update({key: None for key in METADATA_KEYS
-                        if key in current and key not in wanted})
+        changes.update({key: None for key in current
+                        if is_metadata_key(key) and key not in wanted})
         if changes:
             aggregate = self.compute.set_aggregate_metadata(aggregate,
                                                             changes)

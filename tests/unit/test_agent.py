@@ -294,3 +294,34 @@ def test_pending_handshakes_are_bounded():
         finally:
             await target.stop()
     run(main())
+
+
+def test_agent_probes_client_prefixes_and_reports_them_in_status():
+    from discovery_nova.overlay.client_probe import ClientTarget
+
+    async def main():
+        async def on_connect(reader, writer):
+            writer.close()
+
+        listener = await asyncio.start_server(on_connect, '127.0.0.1', 0)
+        open_port = listener.sockets[0].getsockname()[1]
+        closed_port = free_tcp_udp_port()
+        hub = LocalHub()
+        agent = _agent('a', hub, client_probe_interval=0.05, client_probes=(
+            ClientTarget('192.0.2.0/24', 'a', '127.0.0.1', open_port),
+            ClientTarget('198.51.100.0/24', 'a', '127.0.0.1', closed_port),
+            # Mapped to a PoP that is not near: not probed.
+            ClientTarget('203.0.113.0/24', 'zz', '127.0.0.1', open_port)))
+        await agent.start()
+        try:
+            await _until(lambda: agent.client_prober.measurements())
+            status = await _ask(agent, 'status')
+            assert list(status['client_rtt']) == ['192.0.2.0/24']
+            assert 0 < status['client_rtt']['192.0.2.0/24'] < 500
+            assert status['services']['client-probes']['running']
+            assert agent.client_prober.unreachable == {'198.51.100.0/24'}
+        finally:
+            await agent.stop()
+            listener.close()
+            await listener.wait_closed()
+    run(main())

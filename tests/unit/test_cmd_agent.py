@@ -138,3 +138,38 @@ def test_unknown_query_kind(tmp_path, capsys):
                        'explode')
     assert status == 2
     assert '--query' in err and 'explode' in err
+
+
+PREFIXES = ('[discovery_scheduler]\n'
+            'client_prefixes = 192.0.2.0/24=pop-a,2001:db8::/32=pop-b\n'
+            '[discovery_overlay]\n')
+
+
+@pytest.mark.parametrize('probes,expected', [
+    ('192.0.2.0/24=192.0.2.53', 'expected host:port'),
+    ('192.0.2.0/24=192.0.2.53:99999', 'port from 1 to 65535'),
+    ('192.0.2.0/25=192.0.2.53:53',
+     'is not a prefix of [discovery_scheduler] client_prefixes'),
+])
+def test_bad_client_probe_target(tmp_path, capsys, probes, expected):
+    conf = _conf(tmp_path, extra=PREFIXES + 'client_probes = ' + probes)
+    status, err = _run(capsys, '--config-file', conf)
+    assert status == 2
+    assert '[discovery_overlay] client_probes' in err
+    assert expected in err
+    assert err.count('\n') == 0
+
+
+def test_client_probes_carry_the_pop_of_their_prefix(tmp_path):
+    conf = _conf(tmp_path, extra=PREFIXES + 'client_probes = '
+                 '192.0.2.0/24=192.0.2.53:53,2001:db8::/32=[2001:db8::1]:443')
+    conf_obj = cfg.ConfigOpts()
+    discovery_nova.conf.register_opts(conf_obj)
+    conf_obj.register_cli_opts(cmd.cli_opts)
+    conf_obj(['--config-file', conf])
+    params = cmd.build_params(conf_obj)
+    assert [(t.prefix, t.pop, t.host, t.port)
+            for t in params.client_probes] == [
+        ('192.0.2.0/24', 'pop-a', '192.0.2.53', 53),
+        ('2001:db8::/32', 'pop-b', '2001:db8::1', 443)]
+    assert params.client_probe_pops == 8
