@@ -99,7 +99,7 @@ class TagsColumn(columns.FormattableColumn):
 
 
 class MeasuredColumn(columns.FormattableColumn):
-    """RTTs (ms) a PoP measured to other PoPs, by PoP name."""
+    """RTTs (ms) a PoP measured, by PoP name or client prefix."""
 
     def machine_readable(self) -> dict[str, float]:
         return dict(sorted((self._value or {}).items()))

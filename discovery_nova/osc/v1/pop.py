@@ -108,6 +108,7 @@ class ShowPop(command.ShowOne):
             'rtt_ms': columns.MillisecondsColumn(estimate.rtt_ms),
             'rtt_error': columns.ErrorColumn(estimate.error),
             'measured_rtt_ms': columns.MeasuredColumn(d.measured_rtt),
+            'client_rtt_ms': columns.MeasuredColumn(d.client_rtt),
             'tags': columns.TagsColumn(d.tags),
             'renewable_share': columns.NumberColumn(d.renewable_share),
             'pue': columns.NumberColumn(d.pue),

@@ -59,6 +59,7 @@ AGGREGATES = [
     aggregate('pop-pl2', {'discovery_pop': 'pl2',
                           'discovery_coord': '30.0,40.0;1.0',
                           'discovery_error': '0.2',
+                          'discovery_client_rtt:192.0.2.0_24': '12.25',
                           'discovery_free_vcpus': '12',
                           'discovery_free_ram_mb': '2048'}),
     aggregate('pop-pl1', {'discovery_pop': 'pl1',

@@ -155,6 +155,7 @@ def test_pop_show_yaml(cloud, capsys):
     assert shown['rtt_error'] == pytest.approx(math.hypot(0.1, 0.2),
                                                abs=1e-4)
     assert shown['error'] == pytest.approx(0.2)
+    assert shown['client_rtt_ms'] == {'192.0.2.0/24': 12.25}
     assert shown['free_vcpus'] == 12
     assert shown['capacity_source'] == 'metadata'
     assert shown['health'] == '1/2 up'
