@@ -10,6 +10,7 @@ from collections.abc import Iterable
 import ipaddress
 
 from discovery_nova.locality.pop import POP_NAME_RE
+from discovery_nova.overlay.cidr_entries import split_cidr_entry
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -40,18 +41,9 @@ class PrefixTable:
         """Build from ``CIDR=PoP`` strings; raise PrefixTableError."""
         table = cls()
         for item in items:
-            cidr, sep, pop = item.strip().partition('=')
-            if not sep:
-                raise PrefixTableError(
-                    'client prefix %r: expected CIDR=PoP, e.g. '
-                    '192.0.2.0/24=pop1' % item)
-            try:
-                network = ipaddress.ip_network(cidr.strip(), strict=True)
-            except ValueError as exc:
-                raise PrefixTableError(
-                    'client prefix %r: %r is no network in CIDR form (%s)'
-                    % (item, cidr, exc)) from None
-            pop = pop.strip()
+            network, pop = split_cidr_entry(
+                item, 'client prefix', 'CIDR=PoP, e.g. 192.0.2.0/24=pop1',
+                PrefixTableError)
             if not POP_NAME_RE.match(pop):
                 raise PrefixTableError(
                     'client prefix %r: %r is no PoP name (letters, digits, '

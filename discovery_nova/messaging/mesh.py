@@ -443,15 +443,8 @@ class PeerMesh:
         try:
             if not link.conn.send_nowait(env):
                 return None
-        except errors.MessageTooLarge as exc:
-            LOG.error('p2p peer %(me)s cannot send to %(dst)s: %(err)s',
-                      {'me': self.name, 'dst': dst, 'err': exc})
-            return False
         except (errors.OverlayError, OSError) as exc:
-            LOG.debug('p2p peer %(me)s lost link to %(peer)s: %(err)s',
-                      {'me': self.name, 'peer': link.peer, 'err': exc})
-            self._drop_link(link)
-            return False
+            return self._send_failed(link, dst, exc)
         self.stats.messages_out += 1
         link.last_used = time.monotonic()
         return True
@@ -478,17 +471,22 @@ class PeerMesh:
         link.last_used = time.monotonic()
         try:
             await link.conn.send(env)
-        except errors.MessageTooLarge as exc:
+        except (errors.OverlayError, OSError) as exc:
+            return self._send_failed(link, dst, exc)
+        return True
+
+    def _send_failed(self, link: _Link, dst: str, exc: Exception) -> bool:
+        """Log a send to ``dst`` over ``link`` that raised ``exc``, drop the
+        link if it is broken; False, the sender's answer."""
+        if isinstance(exc, errors.MessageTooLarge):
             # Refused before a byte was written: the link is fine.
             LOG.error('p2p peer %(me)s cannot send to %(dst)s: %(err)s',
                       {'me': self.name, 'dst': dst, 'err': exc})
-            return False
-        except (errors.OverlayError, OSError) as exc:
+        else:
             LOG.debug('p2p peer %(me)s lost link to %(peer)s: %(err)s',
                       {'me': self.name, 'peer': link.peer, 'err': exc})
             self._drop_link(link)
-            return False
-        return True
+        return False
 
     async def _reader(self, link: _Link) -> None:
         conn = link.conn

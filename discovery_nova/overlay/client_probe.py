@@ -32,6 +32,7 @@ import time
 
 from oslo_log import log as logging
 
+from discovery_nova.overlay.cidr_entries import split_cidr_entry
 from discovery_nova.overlay.udp_prober import parse_address
 
 LOG = logging.getLogger(__name__)
@@ -66,19 +67,12 @@ def parse_client_probes(items: Iterable[str]
     """``CIDR=host:port`` strings by network; raise ClientProbeError."""
     targets: dict[Network, tuple[str, int]] = {}
     for item in items:
-        cidr, sep, address = item.strip().partition('=')
-        if not sep:
-            raise ClientProbeError(
-                'client probe %r: expected CIDR=host:port, e.g. '
-                '192.0.2.0/24=192.0.2.53:53' % item)
+        network, address = split_cidr_entry(
+            item, 'client probe',
+            'CIDR=host:port, e.g. 192.0.2.0/24=192.0.2.53:53',
+            ClientProbeError)
         try:
-            network = ipaddress.ip_network(cidr.strip(), strict=True)
-        except ValueError as exc:
-            raise ClientProbeError(
-                'client probe %r: %r is no network in CIDR form (%s)'
-                % (item, cidr, exc)) from None
-        try:
-            host, port = parse_address(address.strip())
+            host, port = parse_address(address)
         except ValueError:
             raise ClientProbeError(
                 'client probe %r: %r is no probe target; expected host:port '
