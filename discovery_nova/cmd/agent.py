@@ -7,12 +7,15 @@ answer: the operator's view into the overlay.
 Reads ``[discovery]`` (the PoP's name and tags), ``[discovery_overlay]``
 and the client prefix table of ``[discovery_scheduler]`` (for the client
 prefixes it probes) from ``--config-file``, turns them into
-``AgentParams`` and runs an ``OverlayAgent`` on an asyncio loop. SIGTERM
-and SIGINT leave membership and close every socket before exiting. A
-configuration the agent cannot run with (no or short deployment key, an
-unusable membership URL, a malformed client probe target, a port in use)
-ends it at once with one line naming the problem and exit status 2
-(configuration) or 1 (start-up).
+``AgentParams`` and runs an ``OverlayAgent`` on an asyncio loop. With
+credentials in ``[discovery_aggregates]`` it also runs the
+``AggregatePublisher``, a supervised service of the agent that keeps the
+PoP's host aggregate fresh. SIGTERM and SIGINT leave membership and close
+every socket before exiting. A configuration the agent cannot run with (no
+or short deployment key, an unusable membership URL, a malformed client
+probe target, unusable publisher credentials, a port in use) ends it at
+once with one line naming the problem and exit status 2 (configuration) or
+1 (start-up).
 """
 
 import asyncio
@@ -40,6 +43,8 @@ from discovery_nova.overlay.errors import MembershipUnavailable
 from discovery_nova.overlay.errors import OverlayError
 from discovery_nova.overlay.ring import RingParams
 from discovery_nova.overlay.spiral import SpiralParams
+from discovery_nova.scheduler import aggregate_publisher
+from discovery_nova.scheduler.aggregate_publisher import AggregatePublisher
 
 LOG = logging.getLogger(__name__)
 
@@ -197,13 +202,38 @@ def build_params(conf: cfg.ConfigOpts) -> AgentParams:
         raise ConfigProblem(str(exc)) from None
 
 
-async def _run(params: AgentParams) -> None:
+def build_publisher(conf: cfg.ConfigOpts,
+                    name: str) -> AggregatePublisher | None:
+    """The aggregate publisher of PoP ``name``, None when it is off, or
+    ConfigProblem."""
+    try:
+        publisher = aggregate_publisher.from_conf(conf, name)
+    except aggregate_publisher.PublisherConfigError as exc:
+        raise ConfigProblem(str(exc)) from None
+    if publisher is None:
+        LOG.info('Aggregate publisher off: [discovery_aggregates] auth_type '
+                 'is not set; PoP %(pop)s aggregate metadata is not '
+                 'written by this agent', {'pop': name})
+    else:
+        LOG.info('Aggregate publisher on: PoP %(pop)s aggregate written '
+                 'every %(interval)s s through the compute API',
+                 {'pop': name, 'interval': publisher.interval})
+    return publisher
+
+
+async def _run(params: AgentParams,
+               publisher: AggregatePublisher | None = None) -> None:
     agent = OverlayAgent(params)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await agent.start()
+    if publisher is not None:
+        # Supervised like the agent's own loops: restarted if it fails,
+        # stopped (cancelled) with them.
+        agent.supervisor.add('aggregates', lambda: publisher.run(
+            agent.locality_view))
     try:
         await stop.wait()
         LOG.info('Overlay agent %(name)s stopping', {'name': agent.name})
@@ -261,7 +291,11 @@ def main(argv: list[str] | None = None) -> int:
         return _ask(params, conf.query, conf.query_args)
     logging.setup(conf, 'discovery-nova')
     try:
-        asyncio.run(_run(params))
+        publisher = build_publisher(conf, params.name)
+    except ConfigProblem as exc:
+        return _fail(2, str(exc))
+    try:
+        asyncio.run(_run(params, publisher))
     except MembershipUnavailable as exc:
         return _fail(1, str(exc))
     except OSError as exc:

@@ -6,6 +6,7 @@
 
 from oslo_config import cfg
 
+from discovery_nova.conf import aggregates
 from discovery_nova.conf import conductor
 from discovery_nova.conf import discovery
 from discovery_nova.conf import messaging
@@ -14,7 +15,7 @@ from discovery_nova.conf import scheduler
 
 CONF = cfg.CONF
 
-_MODULES = (discovery, overlay, scheduler, conductor, messaging)
+_MODULES = (discovery, overlay, scheduler, conductor, messaging, aggregates)
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
@@ -39,4 +40,8 @@ def validate(conf: cfg.ConfigOpts) -> None:
         name = getattr(group, 'name', group)
         section = conf if name in (None, 'DEFAULT') else conf[name]
         for opt in group_opts:
-            getattr(section, opt.dest)
+            # An auth plugin's options (``[discovery_aggregates]
+            # username``...) exist once keystoneauth loads the plugin,
+            # which checks them then.
+            if opt.dest in section:
+                getattr(section, opt.dest)

@@ -49,6 +49,48 @@ Related options:
 
 * ``[discovery] pop_name``
 """),
+    cfg.FloatOpt(
+        'pop_renewable_share',
+        min=0.0,
+        max=1.0,
+        help="""
+Share of this PoP's power that comes from renewable sources.
+
+The overlay agent publishes it in the PoP's aggregate
+(``discovery_renewable_share``), where the energy weigher of
+nova-scheduler reads it. Unset, the agent leaves that key alone, so it can
+also be set by hand or by another tool with ``openstack aggregate set``.
+
+Possible values:
+
+* A number from 0 to 1, e.g. ``0.8``; unset means "not published by the
+  agent".
+
+Related options:
+
+* ``[discovery] pop_pue``
+* ``[discovery_aggregates] auth_type`` (the agent publishes only when set)
+"""),
+    cfg.FloatOpt(
+        'pop_pue',
+        min=1.0,
+        help="""
+Power usage effectiveness of this PoP: facility energy over IT energy.
+
+Published by the overlay agent in the PoP's aggregate (``discovery_pue``)
+for the energy weigher, as ``pop_renewable_share`` is. Unset, the agent
+leaves that key alone.
+
+Possible values:
+
+* A number >= 1, e.g. ``1.25``; unset means "not published by the agent".
+
+Related options:
+
+* ``[discovery] pop_renewable_share``
+* ``[discovery_scheduler] default_pue`` (what the weigher assumes for a
+  PoP that publishes none)
+"""),
 ]
 
 

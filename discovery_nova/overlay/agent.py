@@ -152,6 +152,23 @@ class AgentParams:
         return '%s:%d' % (host, self.listen_port)
 
 
+@dataclasses.dataclass(frozen=True)
+class LocalityView:
+    """Where this agent's PoP is, as it measured it: what others publish.
+
+    ``measured_rtt`` holds the RTTs (ms) last measured to the nearest
+    peers, by name, nearest first, and only a prefix of the near set:
+    every peer it leaves out is at least as far as every peer it lists,
+    so a reader may take an unlisted peer to be farther than the largest
+    listed RTT. ``client_rtt`` is the client prober's view, by prefix.
+    """
+
+    coordinate: Coordinate
+    error: float
+    measured_rtt: dict[str, float]
+    client_rtt: dict[str, float]
+
+
 @dataclasses.dataclass
 class DispatchStats:
     """What the agent did with the messages it received."""
@@ -768,6 +785,22 @@ class OverlayAgent:
         except (ConnectionClosed, InvalidMessage) as exc:
             LOG.info('Could not answer query %(kind)s of %(peer)s: %(err)s',
                      {'kind': kind, 'peer': conn.peer_name, 'err': exc})
+
+    def locality_view(self) -> LocalityView:
+        """This agent's coordinate, error and measured RTTs, now.
+
+        Call it on the agent's loop (the state it reads is the loop's).
+        The near set is ranked by measured RTT where there is one, else by
+        the coordinates' prediction; it is cut at its first unmeasured
+        peer, which may be nearer than peers measured after it.
+        """
+        measured = {}
+        for near in self.spiral.near_peers():
+            if near.rtt_ms is None:
+                break
+            measured[near.peer.name] = near.rtt_ms
+        return LocalityView(self.vivaldi.coordinate, self.vivaldi.error,
+                            measured, self.client_prober.measurements())
 
     def status(self) -> dict[str, Any]:
         """What this agent knows, as JSON-ready values."""

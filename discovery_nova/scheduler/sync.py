@@ -15,6 +15,7 @@ created when missing, named after the PoP and carrying it as availability
 zone, which is how users see PoPs (``openstack availability zone list``).
 """
 
+from collections.abc import Callable
 from collections.abc import Iterable
 import dataclasses
 
@@ -63,13 +64,17 @@ class AggregateSync:
         return by_name
 
     def sync(self, pop: PopDescriptor, hosts: Iterable[str] = (),
-             availability_zone: str | None = None) -> SyncResult:
+             availability_zone: str | None = None,
+             owned: Callable[[str], bool] = is_metadata_key) -> SyncResult:
         """Create or update the aggregate of ``pop``; add missing hosts.
 
         Keys of ours the descriptor no longer has (say an image dropped from
         the cache, or a client prefix the agent no longer measures) are
         removed; hosts are only added, never removed, as a
-        host may leave a PoP only by an admin's decision.
+        host may leave a PoP only by an admin's decision. ``owned`` narrows
+        which absent keys are removed: a writer that knows only part of
+        the descriptor (the agent knows no image cache) leaves the others'
+        keys alone.
         """
         aggregate = self.find(pop.name)
         result = SyncResult(aggregate_id='')
@@ -87,7 +92,8 @@ class AggregateSync:
             key: value for key, value in wanted.items()
             if current.get(key) != value}
         changes.update({key: None for key in current
-                        if is_metadata_key(key) and key not in wanted})
+                        if is_metadata_key(key) and owned(key) and
+                        key not in wanted})
         if changes:
             aggregate = self.compute.set_aggregate_metadata(aggregate,
                                                             changes)

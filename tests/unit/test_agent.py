@@ -325,3 +325,28 @@ def test_agent_probes_client_prefixes_and_reports_them_in_status():
             listener.close()
             await listener.wait_closed()
     run(main())
+
+
+def test_locality_view_lists_measured_nearest_first():
+    async def main():
+        hub = LocalHub()
+        rtts = {'a': {'b': 10, 'c': 120}, 'b': {'a': 10, 'c': 110},
+                'c': {'a': 120, 'b': 110}}
+        agents = [_agent(n, hub, emulated_rtt_ms=rtts[n]) for n in 'abc']
+        for a in agents:
+            await a.start()
+        try:
+            first = agents[0]
+            await _until(lambda: len(first.locality_view().measured_rtt)
+                         == 2, timeout=10)
+            view = first.locality_view()
+            assert list(view.measured_rtt) == ['b', 'c']
+            assert 10 <= view.measured_rtt['b'] < 60
+            assert view.measured_rtt['c'] >= 120
+            assert view.coordinate == first.vivaldi.coordinate
+            assert view.error == first.vivaldi.error
+            assert view.client_rtt == {}
+        finally:
+            for a in agents:
+                await a.stop()
+    run(main())

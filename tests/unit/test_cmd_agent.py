@@ -173,3 +173,57 @@ def test_client_probes_carry_the_pop_of_their_prefix(tmp_path):
         ('192.0.2.0/24', 'pop-a', '192.0.2.53', 53),
         ('2001:db8::/32', 'pop-b', '2001:db8::1', 443)]
     assert params.client_probe_pops == 8
+
+
+PUBLISHER = '''[discovery_aggregates]
+auth_type = password
+auth_url = http://keystone.example:5000/v3
+username = discovery
+password = secret
+user_domain_name = Default
+project_name = service
+project_domain_name = Default
+region_name = par1
+'''
+
+
+@pytest.mark.parametrize('extra,expected', [
+    ('[discovery_aggregates]\npublish_interval = 0\n', 'publish_interval'),
+    ('[discovery_aggregates]\nauth_type = no-such-plugin\n',
+     'no-such-plugin'),
+    ('[discovery_aggregates]\nauth_type = password\n', 'auth_url'),
+    (PUBLISHER.replace('[discovery_aggregates]',
+                       '[discovery]\npop_tags = bad tag\n'
+                       '[discovery_aggregates]'), 'pop_tags'),
+])
+def test_unusable_publisher_options(tmp_path, capsys, extra, expected):
+    status, err = _run(capsys, '--config-file', _conf(tmp_path, extra))
+    assert status == 2
+    assert len(err.splitlines()) == 1 and expected in err, err
+
+
+def _parsed(tmp_path, extra: str) -> cfg.ConfigOpts:
+    conf = cfg.ConfigOpts()
+    discovery_nova.conf.register_opts(conf)
+    conf(['--config-file', _conf(tmp_path, extra)])
+    return conf
+
+
+def test_publisher_is_off_without_auth_type(tmp_path):
+    assert cmd.build_publisher(_parsed(tmp_path, ''), 'pop-a') is None
+
+
+def test_publisher_connection_from_the_keystoneauth_options(tmp_path):
+    conf = _parsed(tmp_path, PUBLISHER + 'valid_interfaces = internal\n'
+                   '[discovery]\npop_pue = 1.3\n')
+    publisher = cmd.build_publisher(conf, 'pop-a')
+    assert publisher.interval == 60.0
+    assert publisher.identity.pue == 1.3
+    conn = publisher.connection
+    region = conn.config
+    assert region.get_region_name('compute') == 'par1'
+    assert region.get_interface('compute') == ['internal']
+    assert region.get_service_type('compute') == 'compute'
+    # No timeout configured: a hung API still lets the agent stop.
+    assert conn.session.timeout == 30.0
+    assert conn.session.auth.auth_url == 'http://keystone.example:5000/v3'

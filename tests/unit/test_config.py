@@ -9,6 +9,7 @@ from oslo_config import cfg
 import pytest
 
 from discovery_nova import conf as dn_conf
+from discovery_nova.conf import aggregates
 from discovery_nova.conf import opts
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
@@ -18,20 +19,33 @@ SAMPLE = os.path.join(REPO, 'etc', 'discovery-nova',
                       'discovery-nova.conf.sample')
 
 
+#: keystoneauth's options of ``[discovery_aggregates]``: its help, and
+#: the auth plugin's options registered only when the plugin is loaded.
+KEYSTONEAUTH = {o.dest for o in aggregates.keystoneauth_opts()}
+AUTH_PLUGIN = {o.dest for o in aggregates.auth_plugin_opts()}
+
+
 def test_list_opts_names_every_registered_group():
     listed = {getattr(g, 'name', g): {o.dest for o in group_opts}
               for g, group_opts in opts.list_opts()}
     assert 'discovery' in listed and 'discovery_overlay' in listed
+    assert {'publish_interval', 'auth_type', 'auth_url', 'valid_interfaces',
+            'timeout'} <= listed['discovery_aggregates']
     conf = cfg.ConfigOpts()
     dn_conf.register_opts(conf)
     for group, names in listed.items():
         for name in names:
+            if group == aggregates.GROUP and name in AUTH_PLUGIN:
+                continue
             assert name in conf[group], (group, name)
+    assert conf.discovery_aggregates.service_type == 'compute'
 
 
 def test_every_option_has_nova_style_help():
     for group, group_opts in opts.list_opts():
         for opt in group_opts:
+            if group.name == aggregates.GROUP and opt.dest in KEYSTONEAUTH:
+                continue
             assert opt.help and len(opt.help.strip()) > 20, opt.dest
             assert 'Possible values' in opt.help, (
                 'option %s.%s lacks "Possible values"' % (group, opt.dest))
@@ -64,6 +78,8 @@ def _conf_with(tmp_path, text):
     ('discovery_overlay', 'max_message_bytes', '12'),
     ('discovery_overlay', 'probe_interval', '-1'),
     ('discovery', 'pop_name', 'bad name!'),
+    ('discovery', 'pop_pue', '0.9'),
+    ('discovery_aggregates', 'publish_interval', '0'),
 ])
 def test_out_of_range_value_fails_at_start_naming_the_option(
         tmp_path, group, option, value):
