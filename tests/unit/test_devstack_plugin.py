@@ -35,6 +35,7 @@ import oslo_messaging
 import pytest
 
 import discovery_nova.conf
+from discovery_nova.scheduler import aggregate_publisher
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 RUN_PHASE = REPO / 'tests' / 'devstack_stubs' / 'run-phase'
@@ -97,6 +98,9 @@ class DevStack:
             'HOST_IP': '10.0.0.5',
             'SERVICE_HOST': '10.0.0.5',
             'SERVICE_PASSWORD': 'secret',
+            'SERVICE_DOMAIN_NAME': 'Default',
+            'SERVICE_PROJECT_NAME': 'service',
+            'KEYSTONE_SERVICE_URI': 'http://10.0.0.5/identity',
             'STACK_USER': subprocess.run(
                 ['id', '-un'], capture_output=True, text=True,
                 check=True).stdout.strip(),
@@ -295,6 +299,33 @@ def test_post_config_writes_agent_configuration(devstack: DevStack) -> None:
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
 
 
+def test_agent_publishes_the_pop_aggregate_as_nova(
+        devstack: DevStack) -> None:
+    devstack.run('stack', 'post-config')
+    written = settings(devstack.agent_conf)['discovery_aggregates']
+    assert written == {
+        'publish_interval': '60', 'auth_type': 'password',
+        'auth_url': 'http://10.0.0.5/identity', 'username': 'nova',
+        'password': 'secret', 'user_domain_name': 'Default',
+        'project_name': 'service', 'project_domain_name': 'Default',
+        'region_name': 'RegionOne'}
+    # What discovery-agent makes of it: keystoneauth loads the password
+    # plugin from these options (nothing is sent before the first publish).
+    publisher = aggregate_publisher.from_conf(
+        agent_view(devstack.agent_conf), 'par1')
+    assert publisher is not None and publisher.interval == 60.0
+    assert publisher.connection.config.get_region_name() == 'RegionOne'
+
+
+def test_aggregate_publishing_can_be_turned_off(
+        tmp_path: pathlib.Path) -> None:
+    devstack = DevStack(tmp_path, DISCOVERY_PUBLISH_AGGREGATES='False')
+    devstack.run('stack', 'post-config')
+    assert 'discovery_aggregates' not in settings(devstack.agent_conf)
+    assert aggregate_publisher.from_conf(
+        agent_view(devstack.agent_conf), 'par1') is None
+
+
 def test_local_conf_settings_reach_the_agent(tmp_path: pathlib.Path) -> None:
     devstack = DevStack(
         tmp_path, DISCOVERY_POP_NAME='fra1', DISCOVERY_AGENT_PORT='7391',
@@ -370,6 +401,9 @@ def test_p2p_peers_from_local_conf(tmp_path: pathlib.Path) -> None:
     ({'DISCOVERY_CONDUCTOR_WORKERS': 'two'},
      'DISCOVERY_CONDUCTOR_WORKERS must be a whole number from 1 to 999 '
      "(got 'two')"),
+    ({'DISCOVERY_PUBLISH_INTERVAL': '0'},
+     'DISCOVERY_PUBLISH_INTERVAL must be a whole number of seconds from 1 '
+     "to 999999 (got '0')"),
 ])
 def test_bad_settings_stop_stacking_with_a_clear_error(
         tmp_path: pathlib.Path, local_conf: dict[str, str],
