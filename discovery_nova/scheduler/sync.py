@@ -8,9 +8,10 @@ credentials (``clouds.yaml``) and no database access:
     conn = openstack.connect(cloud='pop-admin')
     AggregateSync(conn.compute).sync(descriptor, hosts=['cmp1', 'cmp2'])
 
-The agent calls ``sync`` whenever its coordinate moved noticeably (a few
-times a minute at most); the call sends only the keys whose value changed,
-so an unchanged PoP costs one ``GET /os-aggregates``. The aggregate is
+The agent's ``AggregatePublisher`` calls ``sync`` every
+``[discovery_aggregates] publish_interval``, holding values that barely
+moved; the call sends only the keys whose value changed, so an unchanged
+PoP costs one ``GET /os-aggregates``. The aggregate is
 created when missing, named after the PoP and carrying it as availability
 zone, which is how users see PoPs (``openstack availability zone list``).
 """
