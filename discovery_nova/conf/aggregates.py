@@ -55,6 +55,32 @@ Related options:
 * ``auth_type`` (the publisher runs only when it is set)
 * ``[discovery_overlay] probe_interval``
 """),
+    cfg.BoolOpt(
+        'publish_other_pops',
+        default=True,
+        help="""
+Whether the publisher also writes the aggregates of the other PoPs into
+this deployment's Nova, from their overlay membership records (their
+coordinate, error and tags, as each last published it).
+
+The conductor ranks the PoPs it forwards builds to by the PoP aggregates
+of its own deployment; with this option every live PoP the agent knows has
+one, created without hosts. An aggregate that holds hosts of this
+deployment belongs to a PoP whose own agent publishes it here, and is left
+alone. Keys a record does not carry (measured RTTs, energy data, images)
+are never written nor removed for another PoP.
+
+Possible values:
+
+* ``True``: write the aggregates of the other PoPs too.
+* ``False``: write only this PoP's aggregate; another tool (or an admin)
+  keeps those of the other PoPs.
+
+Related options:
+
+* ``publish_interval``
+* ``[discovery_overlay] membership_url`` (where the records come from)
+"""),
 ]
 
 #: Version options of the adapter that the code decides (compute API 2.1

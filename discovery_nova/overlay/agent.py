@@ -167,6 +167,19 @@ class LocalityView:
     error: float
     measured_rtt: dict[str, float]
     client_rtt: dict[str, float]
+    #: The other live members as their membership records place them, by
+    #: name: how this PoP's deployment learns where the other PoPs are.
+    others: dict[str, 'PeerPlace'] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class PeerPlace:
+    """Where another member says it is (its membership record): the
+    coordinate and error it last published, and its tags."""
+
+    coordinate: Coordinate
+    error: float
+    tags: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass
@@ -800,7 +813,27 @@ class OverlayAgent:
                 break
             measured[near.peer.name] = near.rtt_ms
         return LocalityView(self.vivaldi.coordinate, self.vivaldi.error,
-                            measured, self.client_prober.measurements())
+                            measured, self.client_prober.measurements(),
+                            self._peer_places())
+
+    def _peer_places(self) -> dict[str, PeerPlace]:
+        """The other members whose records place them in our space: a
+        coordinate of our dimension and a finite error in [0, 1]."""
+        places = {}
+        dimension = len(self.vivaldi.coordinate.vec)
+        for name, member in self.membership.members().items():
+            if name == self.name:
+                continue
+            try:
+                coordinate = member.coordinate
+                error = float(member.capabilities.get('error', 1.0))
+            except (TypeError, ValueError):
+                continue  # logged when the member joined (_learn)
+            if (coordinate is None or len(coordinate.vec) != dimension or
+                    not 0.0 <= error <= 1.0):
+                continue
+            places[name] = PeerPlace(coordinate, error, member.tags)
+        return places
 
     def status(self) -> dict[str, Any]:
         """What this agent knows, as JSON-ready values."""

@@ -27,7 +27,15 @@ so what it writes is rounded and held:
   prefixes that appear or disappear are written at once.
 
 ``AggregateSync`` then sends only the keys that differ from the aggregate,
-so a settled PoP costs two GET requests per interval and no write. The
+so a settled PoP costs two GET requests per interval and no write.
+
+With ``publish_other_pops`` it also writes, from the same list of
+aggregates, those of the other live PoPs as their membership records place
+them (``LocalityView.others``: coordinate, error, tags), held by the same
+thresholds and created without hosts: the PoP directory the conductor
+ranks remote PoPs by. An aggregate holding hosts of this deployment is a
+PoP whose own agent publishes it here and is left alone, so two agents
+never rewrite one aggregate in turn. The
 agent writes only keys it is configured to know: tags and energy data it
 publishes when set in ``[discovery]``, and it leaves those keys alone
 otherwise (an admin or another tool may keep them); image and capacity keys
@@ -36,6 +44,7 @@ are never its business.
 
 import asyncio
 from collections.abc import Callable
+from collections.abc import Mapping
 from concurrent import futures
 import dataclasses
 import math
@@ -51,6 +60,7 @@ from discovery_nova.conf import aggregates as aggregates_conf
 from discovery_nova.locality import pop as pop_mod
 from discovery_nova.locality.pop import PopDescriptor
 from discovery_nova.overlay.agent import LocalityView
+from discovery_nova.overlay.agent import PeerPlace
 from discovery_nova.overlay.coordinates import Coordinate
 from discovery_nova.scheduler.sync import AggregateSync
 from discovery_nova.scheduler.sync import SyncResult
@@ -117,6 +127,32 @@ def describe(identity: PopIdentity, view: LocalityView) -> PopDescriptor:
         client_rtt={p: round(r, 2) for p, r in view.client_rtt.items()})
 
 
+def describe_other(name: str, place: PeerPlace) -> PopDescriptor:
+    """Another PoP's descriptor from its membership record, rounded as
+    ``describe`` rounds; ValueError when the record cannot name a PoP
+    aggregate (its name, a tag)."""
+    if not pop_mod.POP_NAME_RE.match(name):
+        raise ValueError('%r is no PoP name' % name)
+    for tag in place.tags:
+        if not pop_mod.TAG_RE.match(tag):
+            raise ValueError('%r is no tag' % tag)
+    coord = place.coordinate
+    return PopDescriptor(
+        name=name,
+        coordinate=Coordinate(tuple(round(x, 2) for x in coord.vec),
+                              round(coord.height, 2)),
+        error=round(place.error, 3), tags=frozenset(place.tags))
+
+
+def _other_owns(descriptor: PopDescriptor) -> Callable[[str], bool]:
+    """The keys a record of another PoP speaks for: its name, coordinate
+    and error, and its tags when it has some."""
+    owned = {pop_mod.KEY_POP, pop_mod.KEY_COORD, pop_mod.KEY_ERROR}
+    if descriptor.tags:
+        owned.add(pop_mod.KEY_TAGS)
+    return owned.__contains__
+
+
 def settle(new: PopDescriptor, published: PopDescriptor | None,
            thresholds: Thresholds = Thresholds()) -> PopDescriptor:
     """``new``, with the values of ``published`` it did not move far from.
@@ -162,7 +198,8 @@ class AggregatePublisher:
     """
 
     def __init__(self, connection, identity: PopIdentity,
-                 interval: float, thresholds: Thresholds = Thresholds()):
+                 interval: float, thresholds: Thresholds = Thresholds(),
+                 other_pops: bool = True):
         if not (math.isfinite(interval) and interval > 0):
             raise PublisherConfigError(
                 '[discovery_aggregates] publish_interval must be a positive '
@@ -174,6 +211,10 @@ class AggregatePublisher:
         #: The descriptor last written successfully: the thresholds'
         #: reference.
         self.published: PopDescriptor | None = None
+        #: Whether the other PoPs' aggregates are written too, and what
+        #: was last written for each.
+        self.other_pops = other_pops
+        self.published_others: dict[str, PopDescriptor] = {}
 
     def owns(self, key: str) -> bool:
         """Whether the agent may remove ``key`` when it has no value."""
@@ -199,13 +240,40 @@ class AggregatePublisher:
         descriptor = settle(describe(self.identity, view), self.published,
                             self.thresholds)
         hosts = self.compute_hosts()
-        result = AggregateSync(self.connection.compute).sync(
-            descriptor, hosts, owned=self.owns)
+        sync = AggregateSync(self.connection.compute)
+        aggregates = list(self.connection.compute.aggregates())
+        result = sync.sync(descriptor, hosts, owned=self.owns,
+                           aggregates=aggregates)
         self.published = descriptor
         if not result.changed:
             LOG.debug('PoP %(pop)s aggregate %(id)s unchanged',
                       {'pop': descriptor.name, 'id': result.aggregate_id})
+        if self.other_pops:
+            self.publish_others(view.others, sync, aggregates)
         return result
+
+    def publish_others(self, others: Mapping[str, PeerPlace],
+                       sync: AggregateSync, aggregates: list) -> None:
+        """Write the aggregates of the other PoPs (see the module
+        docstring); ``aggregates`` as listed at the start of this
+        publication."""
+        for name, place in sorted(others.items()):
+            if name == self.identity.name:
+                continue
+            found = sync.find(name, aggregates)
+            if found is not None and found.hosts:
+                continue  # a PoP of this deployment publishes itself
+            try:
+                descriptor = describe_other(name, place)
+            except ValueError as exc:
+                LOG.debug('Member %(name)s cannot be published as a PoP: '
+                          '%(err)s', {'name': name, 'err': exc})
+                continue
+            descriptor = settle(descriptor, self.published_others.get(name),
+                                self.thresholds)
+            sync.sync(descriptor, owned=_other_owns(descriptor),
+                      aggregates=aggregates)
+            self.published_others[name] = descriptor
 
     async def run(self, view: Callable[[], LocalityView]) -> None:
         """Publish every interval until cancelled; API failures are logged
@@ -277,5 +345,6 @@ def from_conf(conf: cfg.ConfigOpts, pop_name: str
     discovery = conf.discovery
     identity = PopIdentity(pop_name, frozenset(discovery.pop_tags),
                            discovery.pop_renewable_share, discovery.pop_pue)
-    return AggregatePublisher(connection, identity,
-                              conf[aggregates_conf.GROUP].publish_interval)
+    group = conf[aggregates_conf.GROUP]
+    return AggregatePublisher(connection, identity, group.publish_interval,
+                              other_pops=group.publish_other_pops)

@@ -53,10 +53,16 @@ class AggregateSync:
     def __init__(self, compute):
         self.compute = compute
 
-    def find(self, pop_name: str):
-        """The aggregate of ``pop_name``: by its metadata, else by name."""
+    def find(self, pop_name: str, aggregates: Iterable | None = None):
+        """The aggregate of ``pop_name``: by its metadata, else by name.
+
+        ``aggregates``: the aggregates as the caller listed them, to find
+        several PoPs' aggregates with one request; None lists them now.
+        """
         by_name = None
-        for aggregate in self.compute.aggregates():
+        if aggregates is None:
+            aggregates = self.compute.aggregates()
+        for aggregate in aggregates:
             metadata = aggregate.metadata or {}
             if metadata.get(KEY_POP) == pop_name:
                 return aggregate
@@ -66,7 +72,8 @@ class AggregateSync:
 
     def sync(self, pop: PopDescriptor, hosts: Iterable[str] = (),
              availability_zone: str | None = None,
-             owned: Callable[[str], bool] = is_metadata_key) -> SyncResult:
+             owned: Callable[[str], bool] = is_metadata_key,
+             aggregates: Iterable | None = None) -> SyncResult:
         """Create or update the aggregate of ``pop``; add missing hosts.
 
         Keys of ours the descriptor no longer has (say an image dropped from
@@ -75,9 +82,9 @@ class AggregateSync:
         host may leave a PoP only by an admin's decision. ``owned`` narrows
         which absent keys are removed: a writer that knows only part of
         the descriptor (the agent knows no image cache) leaves the others'
-        keys alone.
+        keys alone. ``aggregates`` as for ``find``.
         """
-        aggregate = self.find(pop.name)
+        aggregate = self.find(pop.name, aggregates)
         result = SyncResult(aggregate_id='')
         if aggregate is None:
             aggregate = self.compute.create_aggregate(

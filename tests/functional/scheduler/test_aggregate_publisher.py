@@ -2,8 +2,9 @@
 
 Two real overlay agents (loopback, in-process membership, emulated RTTs)
 measure each other; the publisher of agent ``par1`` writes what its agent
-knows into par1's host aggregate through Nova's compute API with
-openstacksdk, as ``discovery-agent`` does. Nova's own versioned
+knows into par1's host aggregate, and fra1's aggregate as fra1's membership
+record places it, through Nova's compute API with openstacksdk, as
+``discovery-agent`` does. Nova's own versioned
 notifications (``aggregate.update_metadata.end``) tell when the aggregate's
 metadata was written, so "nothing changed, nothing written" is observed on
 Nova's side, not taken from the publisher's word.
@@ -25,6 +26,7 @@ from discovery_nova.overlay.local_membership import LocalMembership
 from discovery_nova.overlay.spiral import SpiralParams
 from discovery_nova.scheduler.aggregate_publisher import AggregatePublisher
 from discovery_nova.scheduler.aggregate_publisher import PopIdentity
+from discovery_nova.scheduler.aggregate_publisher import describe_other
 from tests.functional import nova_base
 from tests.ports import free_tcp_udp_port
 
@@ -72,9 +74,9 @@ class AggregatePublisherTest(nova_base.NovaFunctionalTestCase):
         self.flags(notification_format='versioned', group='notifications')
         super()._setup_services()
 
-    def _aggregate(self) -> dict:
+    def _aggregate(self, name: str = 'par1') -> dict:
         (aggregate,) = [a for a in self.admin_api.api_get(
-            '/os-aggregates').body['aggregates'] if a['name'] == 'par1']
+            '/os-aggregates').body['aggregates'] if a['name'] == name]
         return aggregate
 
     def _writes(self) -> int:
@@ -110,7 +112,8 @@ class AggregatePublisherTest(nova_base.NovaFunctionalTestCase):
                 views.append(par1.locality_view())
                 return views[-1]
             task = asyncio.create_task(publisher.run(view_now))
-            await _until(lambda: publisher.published is not None)
+            # A whole publication: this PoP's aggregate, then the others'.
+            await _until(lambda: 'fra1' in publisher.published_others)
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
@@ -136,6 +139,14 @@ class AggregatePublisherTest(nova_base.NovaFunctionalTestCase):
             self.assertIn('fra1', shown.measured_rtt)
             self.assertGreaterEqual(shown.measured_rtt['fra1'], 10.0)
             self.assertEqual({}, shown.client_rtt)
+            # The other PoP, as its membership record places it: an
+            # aggregate without hosts, its coordinate, error and tags.
+            other = self._aggregate('fra1')
+            self.assertEqual([], other['hosts'])
+            self.assertEqual('fra1', other['availability_zone'])
+            self.assertEqual(
+                describe_other('fra1', view.others['fra1']),
+                PopDescriptor.from_metadata(other['metadata']))
 
             loop = asyncio.get_running_loop()
             # The same view again: Nova sees no metadata write.

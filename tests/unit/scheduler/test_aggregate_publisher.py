@@ -13,6 +13,7 @@ import pytest
 
 from discovery_nova.locality import pop as pop_mod
 from discovery_nova.overlay.agent import LocalityView
+from discovery_nova.overlay.agent import PeerPlace
 from discovery_nova.overlay.coordinates import Coordinate
 from discovery_nova.scheduler import aggregate_publisher as ap
 from tests.unit.scheduler.test_sync import InMemoryCompute
@@ -145,6 +146,58 @@ def test_keys_the_agent_is_not_configured_for_are_left_alone():
     publisher.publish(view(clients={}))
     assert metadata[pop_mod.KEY_PUE] == '1.2'
     assert metadata[pop_mod.KEY_IMAGES] == 'img-1'
+
+
+def with_others(base: LocalityView, **others) -> LocalityView:
+    return dataclasses.replace(base, others=others)
+
+
+def test_other_pops_are_written_from_their_records_without_hosts():
+    compute = ComputeWithServices()
+    publisher = ap.AggregatePublisher(Connection(compute), IDENTITY, 60)
+    # lon1 has hosts of this deployment: its own agent publishes it.
+    lon1 = compute.create_aggregate('lon1', 'lon1')
+    compute.store[lon1.id].hosts.append('lon-cmp1')
+    compute.store[lon1.id].metadata[pop_mod.KEY_POP] = 'lon1'
+    fra1 = PeerPlace(Coordinate((14.321, 2.0), 0.2), 0.1234,
+                     ('country:DE',))
+    publisher.publish(with_others(
+        view(), fra1=fra1,
+        lon1=PeerPlace(Coordinate((1.0, 1.0), 0.1), 0.1),
+        ams1=PeerPlace(Coordinate((9.0, 9.0), 0.1), 0.3, ('bad tag',))))
+    by_pop = {a.metadata.get(pop_mod.KEY_POP): a
+              for a in compute.store.values()}
+    assert set(by_pop) == {'par1', 'fra1', 'lon1'}  # ams1: a bad tag
+    written = pop_mod.PopDescriptor.from_metadata(by_pop['fra1'].metadata)
+    assert (written.coordinate, written.error, written.tags) == (
+        Coordinate((14.32, 2.0), 0.2), 0.123, frozenset({'country:DE'}))
+    assert by_pop['fra1'].hosts == []
+    assert by_pop['fra1'].availability_zone == 'fra1'
+    assert by_pop['lon1'].metadata == {'availability_zone': 'lon1',
+                                       pop_mod.KEY_POP: 'lon1'}
+
+    # What a record does not carry stays; small moves are held.
+    by_pop['fra1'].metadata[pop_mod.KEY_RTT] = 'par1:10.0'
+    by_pop['fra1'].metadata[pop_mod.KEY_PUE] = '1.1'
+    compute.calls.clear()
+    publisher.publish(with_others(view(), fra1=dataclasses.replace(
+        fra1, coordinate=Coordinate((15.0, 2.0), 0.2))))
+    assert compute.calls == ['services', 'list']
+    assert by_pop['fra1'].metadata[pop_mod.KEY_RTT] == 'par1:10.0'
+    assert by_pop['fra1'].metadata[pop_mod.KEY_PUE] == '1.1'
+    # A real move is written.
+    publisher.publish(with_others(view(), fra1=dataclasses.replace(
+        fra1, coordinate=Coordinate((20.0, 2.0), 0.2))))
+    assert by_pop['fra1'].metadata[pop_mod.KEY_COORD] == '20.0,2.0;0.2'
+
+
+def test_other_pops_can_be_left_to_someone_else():
+    compute = ComputeWithServices()
+    publisher = ap.AggregatePublisher(Connection(compute), IDENTITY, 60,
+                                      other_pops=False)
+    publisher.publish(with_others(view(), fra1=PeerPlace(
+        Coordinate((14.0, 2.0), 0.2), 0.1)))
+    assert [a.name for a in compute.store.values()] == ['par1']
 
 
 def test_identity_and_interval_are_checked():
