@@ -88,6 +88,15 @@ Related options:
 _ADAPTER_VERSION_OPTS = ('version', 'min_version', 'max_version')
 
 
+def _unset(value: str) -> None:
+    """Any value of a version option reads as unset."""
+    return None
+
+
+_UNSET_VERSION_OPTS = [cfg.Opt(name, type=_unset)
+                       for name in _ADAPTER_VERSION_OPTS]
+
+
 def _adapter_opts() -> list[cfg.Opt]:
     opts = [o for o in ks_loading.get_adapter_conf_options(
         include_deprecated=False) if o.dest not in _ADAPTER_VERSION_OPTS]
@@ -116,10 +125,9 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     ks_loading.register_auth_conf_options(conf, GROUP)
     conf.register_opts(_adapter_opts(), group=GROUP)
     # keystoneauth's adapter loader reads the version options; they stay
-    # unset (None) and out of the sample.
-    for name in _ADAPTER_VERSION_OPTS:
-        conf.register_opt(cfg.Opt(name, type=lambda value: None),
-                          group=GROUP)
+    # unset (None) and out of the sample. The same Opt objects each time,
+    # so registering on a conf twice (a test process does) is a no-op.
+    conf.register_opts(_UNSET_VERSION_OPTS, group=GROUP)
 
 
 def list_opts() -> dict:

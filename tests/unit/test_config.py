@@ -41,6 +41,16 @@ def test_list_opts_names_every_registered_group():
     assert conf.discovery_aggregates.service_type == 'compute'
 
 
+def test_registering_twice_on_one_conf_is_harmless():
+    """Nova services and test processes register on one global CONF from
+    several modules: a second registration must change nothing."""
+    conf = cfg.ConfigOpts()
+    dn_conf.register_opts(conf)
+    dn_conf.register_opts(conf)
+    conf([])
+    assert conf.discovery_aggregates.version is None
+
+
 def test_every_option_has_nova_style_help():
     for group, group_opts in opts.list_opts():
         for opt in group_opts:
