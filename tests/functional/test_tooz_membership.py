@@ -16,7 +16,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -31,6 +30,7 @@ from discovery_nova.overlay.membership import LeaveReason
 from discovery_nova.overlay.membership import Member
 from discovery_nova.overlay.supervisor import Supervisor
 from discovery_nova.overlay.tooz_membership import ToozMembership
+from tests.ports import free_tcp_port
 
 pytestmark = pytest.mark.functional
 
@@ -79,9 +79,7 @@ asyncio.run(main())
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
+    return free_tcp_port()
 
 
 class Agent:

@@ -11,6 +11,7 @@ import pytest
 
 from discovery_nova.cmd import agent as cmd
 import discovery_nova.conf
+from tests.ports import free_tcp_udp_port
 
 KEY = 'a-deployment-key-of-enough-length'
 
@@ -18,9 +19,7 @@ KEY = 'a-deployment-key-of-enough-length'
 def _conf(tmp_path, extra: str = '', key: str | None = KEY,
           port: int | None = None) -> str:
     if port is None:
-        with socket.socket() as sock:
-            sock.bind(('127.0.0.1', 0))
-            port = sock.getsockname()[1]
+        port = free_tcp_udp_port()
     lines = ['[discovery]', 'pop_name = pop-a', '[discovery_overlay]',
              'listen_host = 127.0.0.1', 'listen_port = %d' % port,
              'membership_url = file://%s' % (tmp_path / 'members'),

@@ -20,7 +20,6 @@ import pathlib
 import shlex
 import shutil
 import signal
-import socket
 import sqlite3
 import stat
 import subprocess
@@ -36,6 +35,8 @@ import pytest
 
 import discovery_nova.conf
 from discovery_nova.scheduler import aggregate_publisher
+from tests.ports import free_tcp_port
+from tests.ports import free_tcp_udp_port
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 RUN_PHASE = REPO / 'tests' / 'devstack_stubs' / 'run-phase'
@@ -809,9 +810,7 @@ def test_p2p_moves_devstack_cells_to_one_mesh_per_vhost(
 def test_the_started_agent_runs_with_the_written_configuration(
         tmp_path: pathlib.Path) -> None:
     """What run_process was given, run for real on loopback."""
-    with socket.socket() as probe:
-        probe.bind(('127.0.0.1', 0))
-        port = probe.getsockname()[1]
+    port = free_tcp_udp_port()
     devstack = DevStack(
         tmp_path, HOST_IP='127.0.0.1', SERVICE_HOST='127.0.0.1',
         DISCOVERY_AGENT_LISTEN_HOST='127.0.0.1',
@@ -892,14 +891,7 @@ print(json.dumps({'members': members, 'where': answer}))
 
 
 def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(('127.0.0.1', 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+    return [free_tcp_port() for _ in range(count)]
 
 
 @pytest.mark.functional

@@ -8,7 +8,6 @@ kill one, and for the eventlet executor).
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from oslo_config import cfg
 from oslo_messaging import conffixture
 
 from discovery_nova.conf import messaging as messaging_conf
+from tests.ports import free_tcp_port
 
 KEY = 'test-deployment-key-0123456789'
 #: The exchange of every test target: set explicitly, because the default
@@ -35,9 +35,7 @@ FAST = {
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
+    return free_tcp_port()
 
 
 def url_for(*ports: int) -> str:
