@@ -114,17 +114,21 @@ class Thresholds:
 
 def describe(identity: PopIdentity, view: LocalityView) -> PopDescriptor:
     """This PoP's descriptor from config and the agent's view, rounded."""
-    coord = view.coordinate
     return PopDescriptor(
         name=identity.name,
-        coordinate=Coordinate(tuple(round(x, 2) for x in coord.vec),
-                              round(coord.height, 2)),
+        coordinate=_rounded(view.coordinate),
         error=round(view.error, 3),
         tags=identity.tags,
         renewable_share=identity.renewable_share,
         pue=identity.pue,
         measured_rtt={n: round(r, 2) for n, r in view.measured_rtt.items()},
         client_rtt={p: round(r, 2) for p, r in view.client_rtt.items()})
+
+
+def _rounded(coord: Coordinate) -> Coordinate:
+    """``coord`` to 0.01 ms, as published."""
+    return Coordinate(tuple(round(x, 2) for x in coord.vec),
+                      round(coord.height, 2))
 
 
 def describe_other(name: str, place: PeerPlace) -> PopDescriptor:
@@ -136,11 +140,9 @@ def describe_other(name: str, place: PeerPlace) -> PopDescriptor:
     for tag in place.tags:
         if not pop_mod.TAG_RE.match(tag):
             raise ValueError('%r is no tag' % tag)
-    coord = place.coordinate
     return PopDescriptor(
         name=name,
-        coordinate=Coordinate(tuple(round(x, 2) for x in coord.vec),
-                              round(coord.height, 2)),
+        coordinate=_rounded(place.coordinate),
         error=round(place.error, 3), tags=frozenset(place.tags))
 
 
